@@ -1,0 +1,44 @@
+# chaingraph-gw developer commands. `make run` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DATA   ?= ./var
+
+.PHONY: install run test test-unit test-conformance bench lint clean
+
+install: $(VENV)/.installed conformance/node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# compat mode puts the checkout on sys.path, so twistd finds twisted/plugins/ here.
+	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
+	touch $@
+
+conformance/node_modules/.installed: conformance/package-lock.json
+	cd conformance && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: $(VENV)/.installed
+	CHAINGRAPH_DATA_DIR=$${CHAINGRAPH_DATA_DIR:-$(DATA)} AUTH_ENABLED=$${AUTH_ENABLED:-false} \
+		$(BIN)/twistd -n --pidfile= chaingraph-gw
+
+# Everything: trial unit + integration tests, then the Node conformance suite; ends with
+# one line "N passed, N failed" and a non-zero exit status if anything failed.
+test: install
+	$(BIN)/python scripts/run_tests.py
+
+test-unit: $(VENV)/.installed
+	$(BIN)/python -m twisted.trial --reactor=asyncio tests
+
+test-conformance: install
+	cd conformance && npm test
+
+bench: install
+	node bench/bench.mjs
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check chaingraph_gw tests twisted scripts
+
+clean:
+	rm -rf $(VENV) conformance/node_modules _trial_temp* bench/results

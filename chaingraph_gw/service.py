@@ -1,0 +1,164 @@
+"""Assembling a gateway process: a MultiService of small services (listener, and later stores, workers).
+
+Start order is the order children are added; Twisted stops them in reverse, so the listener
+(added last) drains its clients before the backends it relies on go away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
+
+from .app.system import InstanceInfo, system_router
+from .config import Settings
+from .metrics import GatewayMetrics
+from .transport.http import HttpEndpoints
+from .transport.websocket import TRPCWebSocketFactory
+from .trpc.router import Router
+from .trpc.session import ContextFactory, SessionOptions, TRPCServer
+from .trpc.transformer import make_transformer
+
+log = Logger(namespace="chaingraph_gw.service")
+
+
+@dataclass(slots=True)
+class Gateway:
+    """Everything one process serves; handy for tests that want to poke at internals."""
+
+    settings: Settings
+    info: InstanceInfo
+    metrics: GatewayMetrics
+    router: Router
+    trpc: TRPCServer
+    http: HttpEndpoints
+    factory: TRPCWebSocketFactory
+
+
+def build_gateway(
+    settings: Settings,
+    *,
+    extra_routers: dict[str, Router] | None = None,
+    root_router: Router | None = None,
+    create_context: ContextFactory | None = None,
+) -> Gateway:
+    info = InstanceInfo(
+        instance_id=settings.instance_id or f"gw-{secrets.token_hex(4)}",
+        role=settings.role,
+        mode=settings.mode,
+        started_at=datetime.now(timezone.utc),
+        started_monotonic=time.monotonic(),
+    )
+    metrics = GatewayMetrics()
+    router = Router()
+    if root_router is not None:
+        router.merge(root_router)
+    router.include("system", system_router(info))
+    for prefix, sub in (extra_routers or {}).items():
+        router.include(prefix, sub)
+    options = SessionOptions(
+        keepalive_enabled=settings.keepalive.enabled,
+        ping_ms=settings.keepalive.ping_ms,
+        pong_wait_ms=settings.keepalive.pong_wait_ms,
+        max_batch=settings.limits.max_batch,
+        max_subscriptions=settings.limits.max_subscriptions,
+        max_outbound_bytes=settings.limits.max_outbound_bytes,
+        include_stack=settings.environment != "production",
+    )
+    trpc = TRPCServer(
+        router,
+        transformer=make_transformer(settings.transformer),
+        create_context=create_context,
+        options=options,
+        metrics=metrics,
+    )
+    http = HttpEndpoints(
+        render_metrics=metrics.render,
+        metrics_content_type=metrics.content_type,
+        started_monotonic=info.started_monotonic,
+    )
+    factory = TRPCWebSocketFactory(
+        trpc,
+        http,
+        max_frame_bytes=settings.limits.max_frame_bytes,
+        max_connections=settings.limits.max_connections,
+        trust_forwarded=settings.trust_forwarded,
+    )
+    return Gateway(settings, info, metrics, router, trpc, http, factory)
+
+
+class ListenerService(Service):
+    """Listens for WebSocket + HTTP; on stop, asks clients to reconnect elsewhere and drains."""
+
+    name = "listener"
+
+    def __init__(self, gateway: Gateway, reactor: Any = None) -> None:
+        self.gateway = gateway
+        self._reactor = reactor
+        self.port: Any = None
+
+    @property
+    def reactor(self) -> Any:
+        if self._reactor is None:
+            from twisted.internet import reactor
+
+            self._reactor = reactor
+        return self._reactor
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        s = self.gateway.settings
+        self.port = self.reactor.listenTCP(s.port, self.gateway.factory, backlog=1024, interface=s.host)
+        addr = self.port.getHost()
+        log.info(
+            "chaingraph-gw {instance} listening on ws://{host}:{port} (role={role}, mode={mode}, "
+            "transformer={transformer})",
+            instance=self.gateway.info.instance_id, host=addr.host, port=addr.port,
+            role=s.role, mode=s.mode, transformer=s.transformer,
+        )
+
+    @property
+    def listening_port(self) -> int:
+        return int(self.port.getHost().port)
+
+    def stopService(self) -> Deferred[None]:  # noqa: N802
+        super().stopService()
+        return ensureDeferred(self._drain())
+
+    async def _drain(self) -> None:
+        gw = self.gateway
+        drain = gw.settings.drain_seconds
+        if self.port is not None:
+            await self.port.stopListening()
+            self.port = None
+        gw.http.draining = True
+        notified = gw.trpc.broadcast_reconnect()
+        log.info("draining: sent reconnect notice to {n} client(s); waiting up to {s}s", n=notified, s=drain)
+        deadline = time.monotonic() + drain
+        while gw.trpc.sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        remaining = list(gw.trpc.sessions)
+        if remaining:
+            log.info("drain time over: closing {n} remaining connection(s)", n=len(remaining))
+            for session in remaining:
+                session.transport.close(1012, "Service restart")
+            close_deadline = time.monotonic() + 1.0
+            while gw.trpc.sessions and time.monotonic() < close_deadline:
+                await asyncio.sleep(0.02)
+            for session in list(gw.trpc.sessions):
+                session.transport.terminate()
+                session.closed()
+
+
+def make_gateway_service(settings: Settings, reactor: Any = None, **kw: Any) -> tuple[MultiService, Gateway]:
+    root = MultiService()
+    gateway = build_gateway(settings, **kw)
+    ListenerService(gateway, reactor).setServiceParent(root)
+    return root, gateway

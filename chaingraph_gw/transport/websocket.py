@@ -1,0 +1,215 @@
+"""Autobahn adapter: one port serves tRPC over WebSocket (any path) and plain HTTP endpoints.
+
+The protocol class implements :class:`chaingraph_gw.trpc.session.Transport` and hands every
+text frame to a :class:`TRPCSession`. Requests without an ``Upgrade`` header never reach
+Autobahn's handshake: they are answered by :class:`HttpEndpoints` and the socket is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import parseHttpHeader
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import ensureDeferred
+from twisted.logger import Logger
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
+
+from ..trpc.session import ConnectionInfo, TRPCServer, TRPCSession
+from .http import HttpEndpoints, HttpResponse
+
+log = Logger(namespace="chaingraph_gw.ws")
+
+# Cap on an HTTP request head (health probes and metrics scrapes are tiny).
+MAX_HTTP_HEAD = 16 * 1024
+
+
+def client_address(headers: dict[str, str], peer_host: str, trust_forwarded: bool) -> str:
+    """The address of the real client: the first X-Forwarded-For hop (or X-Real-IP) behind a proxy."""
+    if trust_forwarded:
+        fwd = headers.get("x-forwarded-for")
+        if fwd:
+            first = fwd.split(",")[0].strip()
+            if first:
+                return first
+        real = headers.get("x-real-ip")
+        if real:
+            return real.strip()
+    return peer_host
+
+
+def _peer_host(peer: str) -> str:
+    # Autobahn peers look like "tcp:127.0.0.1:5555" / "tcp6:[::1]:5555".
+    if peer.startswith("tcp"):
+        rest = peer.split(":", 1)[1]
+        host, _, _port = rest.rpartition(":")
+        return host.strip("[]") or rest
+    return peer
+
+
+@implementer(IPushProducer)
+class TRPCWebSocketProtocol(WebSocketServerProtocol):
+    factory: TRPCWebSocketFactory
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: TRPCSession | None = None
+        self._info: ConnectionInfo | None = None
+        self._http_handled = False
+        self._paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+
+    # -- plain HTTP on the same port -------------------------------------------------------------
+    def processHandshake(self) -> None:  # noqa: N802 - Autobahn's name
+        if self._http_handled:
+            return
+        end = self.data.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.data) > MAX_HTTP_HEAD:
+                self.failHandshake("HTTP request head too large", 431)
+            return
+        head = self.data[: end + 4]
+        if b"upgrade:" not in head.lower():
+            self._http_handled = True
+            self._serve_http(head)
+            return
+        super().processHandshake()
+
+    def _serve_http(self, head: bytes) -> None:
+        try:
+            status_line, headers, _ = parseHttpHeader(head)
+            method, target, _version = status_line.split(" ", 2)
+        except Exception:  # noqa: BLE001 - garbage in, 400 out
+            self._write_http(HttpResponse.json(400, {"error": "Bad Request"}), head_only=False)
+            return
+        d = ensureDeferred(self.factory.http.handle(method, target, headers, self.transport.getPeer()))
+        d.addCallback(self._write_http, head_only=(method == "HEAD"))
+        d.addErrback(self._http_failed)
+
+    def _http_failed(self, failure: Any) -> None:
+        log.failure("HTTP handler failed", failure)
+        self._write_http(HttpResponse.json(500, {"error": "Internal Server Error"}), head_only=False)
+
+    def _write_http(self, resp: HttpResponse, head_only: bool) -> None:
+        if self.transport is None:
+            return
+        self.transport.write(resp.encode(head_only=head_only))
+        self.transport.loseConnection()
+
+    # -- WebSocket lifecycle -----------------------------------------------------------------------
+    def onConnect(self, request: ConnectionRequest) -> None:  # noqa: N802
+        server = self.factory.trpc
+        if server.draining:
+            raise ConnectionDeny(503, "Server is shutting down; reconnect to another instance")
+        limit = self.factory.max_connections
+        if limit and len(server.sessions) >= limit:
+            raise ConnectionDeny(503, "Too many connections")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        peer = client_address(headers, _peer_host(request.peer), self.factory.trust_forwarded)
+        self._info = ConnectionInfo(
+            path=request.path or "/", query=dict(request.params), headers=headers, peer=peer
+        )
+        return None
+
+    def onOpen(self) -> None:  # noqa: N802
+        assert self._info is not None
+        try:
+            self.transport.registerProducer(self, True)
+        except RuntimeError:
+            pass  # another producer owns the transport (e.g. TLS wrapper); fall back to polling
+        self.session = self.factory.trpc.session(self, self._info)
+        self.session.opened()
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802
+        session = self.session
+        if session is None:
+            return
+        if isBinary:
+            # The official client decodes text only; say so instead of guessing an encoding.
+            session.receive_binary()
+            return
+        session.receive(payload)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N802
+        if self.session is not None:
+            self.session.closed()
+        self._release_waiters()
+
+    # -- Transport (for TRPCSession) ----------------------------------------------------------------
+    def send_frame(self, data: bytes) -> None:
+        self.sendMessage(data, False)
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self.sendClose(code, reason)
+
+    def terminate(self) -> None:
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def outbound_buffered(self) -> int:
+        t = self.transport
+        try:
+            return len(t.dataBuffer) - t.offset + t._tempDataLen  # type: ignore[union-attr]
+        except AttributeError:
+            return 0
+
+    def wait_writable(self) -> asyncio.Future[None] | None:
+        if not self._paused:
+            return None
+        fut: asyncio.Future[None] = asyncio.get_event_loop().create_future()
+        self._drain_waiters.append(fut)
+        return fut
+
+    # -- IPushProducer: Twisted tells us when the kernel buffer is full -----------------------------
+    def pauseProducing(self) -> None:  # noqa: N802
+        self._paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self._paused = False
+        self._release_waiters()
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self._paused = False
+        self._release_waiters()
+
+    def _release_waiters(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+
+class TRPCWebSocketFactory(WebSocketServerFactory):
+    protocol = TRPCWebSocketProtocol
+
+    def __init__(
+        self,
+        trpc: TRPCServer,
+        http: HttpEndpoints,
+        *,
+        max_frame_bytes: int,
+        max_connections: int = 0,
+        trust_forwarded: bool = True,
+        server_header: str = "chaingraph-gw",
+    ) -> None:
+        super().__init__(server=server_header)
+        self.trpc = trpc
+        self.http = http
+        self.max_connections = max_connections
+        self.trust_forwarded = trust_forwarded
+        self.setProtocolOptions(
+            maxFramePayloadSize=max_frame_bytes,
+            maxMessagePayloadSize=max_frame_bytes,
+            # tRPC keep-alive is text PING/PONG (session level); no protocol-level auto ping.
+            autoPingInterval=0,
+            openHandshakeTimeout=10,
+            closeHandshakeTimeout=2,
+            # Frames are small JSON: send them at once rather than waiting for Nagle.
+            tcpNoDelay=True,
+            # Accept any Origin: browsers connect from editor pages on other hosts.
+            allowedOrigins=["*"],
+        )
+
