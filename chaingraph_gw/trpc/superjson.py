@@ -59,28 +59,29 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Self
 
 __all__ = [
-    "UNDEFINED",
-    "SuperJSONError",
-    "BigInt",
-    "JSMap",
-    "JSSet",
-    "JSRegExp",
-    "JSError",
     "JSURL",
+    "UNDEFINED",
+    "BigInt",
     "JSDate",
+    "JSError",
+    "JSMap",
+    "JSRegExp",
+    "JSSet",
     "JSTypedArray",
     "SuperJSON",
+    "SuperJSONError",
     "default",
-    "serialize",
     "deserialize",
+    "serialize",
 ]
 
 MAX_SAFE_INTEGER = 2**53 - 1
-_UTC = timezone.utc
+_UTC = UTC
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,9 +93,9 @@ class _UndefinedType:
     """The type of :data:`UNDEFINED` (JavaScript ``undefined``).  There is only one instance."""
 
     __slots__ = ()
-    _instance: "_UndefinedType | None" = None
+    _instance: _UndefinedType | None = None
 
-    def __new__(cls) -> "_UndefinedType":
+    def __new__(cls) -> Self:
         inst = cls._instance
         if inst is None:
             inst = cls._instance = super().__new__(cls)
@@ -110,10 +111,10 @@ class _UndefinedType:
         # Pickled as a reference to the module global, so unpickling gives the singleton.
         return "UNDEFINED"
 
-    def __copy__(self) -> "_UndefinedType":
+    def __copy__(self) -> _UndefinedType:
         return self
 
-    def __deepcopy__(self, memo: dict) -> "_UndefinedType":
+    def __deepcopy__(self, memo: dict) -> _UndefinedType:
         return self
 
 
@@ -143,7 +144,7 @@ def _key_of(x: Any) -> Any:
         return None
     if type(x) is bool:
         return (1, x)  # True/False must not collide with 1/0
-    if x != x:  # NaN: equal to itself in JS collections
+    if x != x:  # noqa: PLR0124  NaN: equal to itself in JS collections
         return (2,)
     return (0, x)
 
@@ -155,7 +156,7 @@ def _strict_eq(a: Any, b: Any) -> bool:
         return False
     try:
         return bool(a == b)
-    except Exception:  # pragma: no cover - exotic __eq__
+    except Exception:  # noqa: BLE001  # pragma: no cover - exotic __eq__
         return False
 
 
@@ -163,7 +164,7 @@ def _multiset_equal(a: list, b: list) -> bool:
     """Order-insensitive equality of two element lists (elements may be unhashable)."""
     if len(a) != len(b):
         return False
-    if a == b:
+    if all(map(_strict_eq, a, b)):
         return True
     counts: dict = {}
     rest_a = []
@@ -228,13 +229,13 @@ class JSMap:
                 out[pos] = (out[pos][0], v)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "JSMap":
+    def from_dict(cls, d: dict) -> JSMap:
         m = cls.__new__(cls)
         m.pairs = list(d.items())
         return m
 
     @classmethod
-    def _trusted(cls, pairs: list) -> "JSMap":
+    def _trusted(cls, pairs: list) -> JSMap:
         m = cls.__new__(cls)
         m.pairs = pairs
         return m
@@ -296,7 +297,7 @@ class JSMap:
         a, b = self.pairs, other.pairs
         if len(a) != len(b):
             return False
-        if a == b:
+        if all(_strict_eq(k, k2) and v == v2 for (k, v), (k2, v2) in zip(a, b)):
             return True
         pool = list(b)
         for k, v in a:
@@ -340,7 +341,7 @@ class JSSet:
         self.items: list = out
 
     @classmethod
-    def _trusted(cls, items: list) -> "JSSet":
+    def _trusted(cls, items: list) -> JSSet:
         s = cls.__new__(cls)
         s.items = items
         return s
@@ -407,7 +408,7 @@ class JSError:
     has_cause: bool = dataclasses.field(default=False, compare=False, repr=False)
 
     @classmethod
-    def from_exception(cls, exc: BaseException) -> "JSError":
+    def from_exception(cls, exc: BaseException) -> JSError:
         return cls(type(exc).__name__, str(exc))
 
 
@@ -487,11 +488,8 @@ def _epoch_ms_to_iso(ms: int) -> str:
     hh, rem = divmod(rem, 3_600_000)
     mi, rem = divmod(rem, 60_000)
     ss, mss = divmod(rem, 1000)
-    if 0 <= y <= 9999:
-        ys = "%04d" % y
-    else:
-        ys = ("-" if y < 0 else "+") + "%06d" % abs(y)
-    return "%s-%02d-%02dT%02d:%02d:%02d.%03dZ" % (ys, mo, d, hh, mi, ss, mss)
+    ys = f"{y:04d}" if 0 <= y <= 9999 else f"{'-' if y < 0 else '+'}{abs(y):06d}"
+    return f"{ys}-{mo:02d}-{d:02d}T{hh:02d}:{mi:02d}:{ss:02d}.{mss:03d}Z"
 
 
 _ISO_RE = re.compile(
@@ -551,14 +549,14 @@ class JSDate:
     Two JSDates are equal when they denote the same instant.
     """
 
-    __slots__ = ("iso", "_ms")
+    __slots__ = ("_ms", "iso")
 
     def __init__(self, iso: str) -> None:
         self._ms = _iso_to_epoch_ms(iso)  # validates
         self.iso = iso
 
     @classmethod
-    def from_epoch_ms(cls, ms: int) -> "JSDate":
+    def from_epoch_ms(cls, ms: int) -> JSDate:
         return cls(_epoch_ms_to_iso(int(ms)))
 
     @property
@@ -587,8 +585,10 @@ class JSDate:
         return (JSDate, (self.iso,))
 
 
-_P2 = tuple("%02d" % i for i in range(100))
-_P3 = tuple("%03d" % i for i in range(1000))
+# Zero-padded field tables: formatting by lookup is ~2x faster than format specs.
+_P2 = tuple(f"{i:02d}" for i in range(100))
+_P3 = tuple(f"{i:03d}" for i in range(1000))
+_P4 = tuple(f"{i:04d}" for i in range(10000))
 
 
 def _format_datetime(v: datetime) -> str:
@@ -606,14 +606,10 @@ def _format_datetime(v: datetime) -> str:
                     + v.microsecond // 1000
                 )
                 return _epoch_ms_to_iso(naive_ms - off // timedelta(milliseconds=1))
-    return "%04d-%s-%sT%s:%s:%s.%sZ" % (
-        v.year,
-        _P2[v.month],
-        _P2[v.day],
-        _P2[v.hour],
-        _P2[v.minute],
-        _P2[v.second],
-        _P3[v.microsecond // 1000],
+    p2 = _P2
+    return (
+        f"{_P4[v.year]}-{p2[v.month]}-{p2[v.day]}T{p2[v.hour]}:{p2[v.minute]}:{p2[v.second]}"
+        f".{_P3[v.microsecond // 1000]}Z"
     )
 
 
@@ -681,14 +677,18 @@ def _type_name(v: Any) -> str:
     return t.__qualname__ if mod == "builtins" else f"{mod}.{t.__qualname__}"
 
 
-_IMMUTABLE_LEAF_TYPES = frozenset({str, int, float, bool, type(None), BigInt, JSURL, datetime, JSDate, JSRegExp})
+# Values whose identity is meaningless (immutable); the cycle walk does not track them.
+_IMMUTABLE_LEAF_TYPES = frozenset(
+    {str, int, float, bool, type(None), BigInt, JSURL, datetime, JSDate, JSRegExp}
+)
+_IMMUTABLE_LEAF_CLASSES = (str, int, float, date, time, JSDate, JSRegExp, _UndefinedType)
 _HOT_TYPES = frozenset({str, int, float, bool, type(None), dict, list, tuple, datetime})
 
 
 class _Tracker:
     """State of the identity-tracking walk used for values with cycles (superjson semantics)."""
 
-    __slots__ = ("path", "identities", "seen", "ancestors")
+    __slots__ = ("ancestors", "identities", "path", "seen")
 
     def __init__(self) -> None:
         self.path: list = []
@@ -750,7 +750,7 @@ def _build_encoder(
                 if v != 0.0 or copysign(1.0, v) > 0.0:
                     return v, None
                 return "-0", ["number"]
-            if v != v:
+            if v != v:  # noqa: PLR0124  NaN
                 return "NaN", ["number"]
             return ("Infinity" if v > 0.0 else "-Infinity"), ["number"]
         if has_customs:
@@ -790,9 +790,8 @@ def _build_encoder(
                 if t is int_:
                     if MIN <= v <= MAX:
                         continue
-                elif t is float_:
-                    if v - v == 0.0 and (v != 0.0 or copysign(1.0, v) > 0.0):
-                        continue
+                elif t is float_ and v - v == 0.0 and (v != 0.0 or copysign(1.0, v) > 0.0):
+                    continue
                 j, a = rec(v, k)
                 if j is not v or a is not None:
                     if out is None:
@@ -831,9 +830,8 @@ def _build_encoder(
                 if t is int_:
                     if MIN <= v <= MAX:
                         continue
-                elif t is float_:
-                    if v - v == 0.0 and (v != 0.0 or copysign(1.0, v) > 0.0):
-                        continue
+                elif t is float_ and v - v == 0.0 and (v != 0.0 or copysign(1.0, v) > 0.0):
+                    continue
                 j, a = rec(v, i)
                 if j is not v or a is not None:
                     if out is None:
@@ -953,7 +951,7 @@ def _build_encoder(
                 out.append(int.__repr__(x))
             elif tx is float or isinstance(x, float):
                 x = float(x)
-                if x != x:
+                if x != x:  # noqa: PLR0124  NaN
                     out.append("NaN")
                 elif x == math.inf:
                     out.append("Infinity")
@@ -1059,9 +1057,10 @@ def _build_encoder(
     seen = tracker.seen
     ancestors = tracker.ancestors
     leaf_types = _IMMUTABLE_LEAF_TYPES
+    leaf_classes = _IMMUTABLE_LEAF_CLASSES
 
     def enc_tracked(v: Any, seg: Any = None) -> tuple[Any, Any]:
-        if type(v) in leaf_types or v is undefined:
+        if type(v) in leaf_types or v is None or isinstance(v, leaf_classes):
             return enc(v)
         pushed = 0
         if seg is not None:
@@ -1108,7 +1107,17 @@ class _OpaquePath(SuperJSONError):
 
 
 def _loc(section: str, where: str | None) -> str:
-    return f"meta.{section} (root)" if where is None else f'meta.{section} path "{where}"'
+    return f"meta.{section} (root)" if where is None else f'meta.{section} path "{_clip(where)}"'
+
+
+def _clip(s: str, limit: int = 120) -> str:
+    """Payload text in an error message, cut short (messages go back to clients)."""
+    return s if len(s) <= limit else s[:limit] + "..."
+
+
+def _short(v: Any, limit: int = 80) -> str:
+    r = repr(v)
+    return r if len(r) <= limit else r[:limit] + "..."
 
 
 def _jstype(v: Any) -> str:
@@ -1150,7 +1159,7 @@ def _parse_path(s: str, legacy: bool, section: str, where: str | None) -> list[s
                     continue
                 shown = "end of path" if not nxt else f'"\\{nxt}"'
                 raise SuperJSONError(
-                    f"{_loc(section, where)}: invalid escape {shown} in path {s!r} "
+                    f"{_loc(section, where)}: invalid escape {shown} in path {_short(s)} "
                     '(meta.v >= 1 allows only "\\." and "\\\\")'
                 )
             buf.append("\\")
@@ -1174,7 +1183,7 @@ def _index(seg: str, size: int, container: str, section: str, where: str | None)
         raise SuperJSONError(
             f"{_loc(section, where)}: index {seg} out of range for {container} of length {size}"
         )
-    raise SuperJSONError(f"{_loc(section, where)}: segment {seg!r} is not an index into {container}")
+    raise SuperJSONError(f"{_loc(section, where)}: segment {_short(seg)} is not an index into {container}")
 
 
 def _locate(base: Any, segs: list[str], section: str, where: str | None) -> tuple[Any, Any]:
@@ -1189,7 +1198,7 @@ def _locate(base: Any, segs: list[str], section: str, where: str | None) -> tupl
             try:
                 parent = parent[seg]
             except KeyError:
-                raise SuperJSONError(f"{_loc(section, where)}: key {seg!r} not found in json") from None
+                raise SuperJSONError(f"{_loc(section, where)}: key {_short(seg)} not found in json") from None
         elif tp is list:
             parent = parent[_index(seg, len(parent), "array", section, where)]
         elif tp is JSMap:
@@ -1197,7 +1206,7 @@ def _locate(base: Any, segs: list[str], section: str, where: str | None) -> tupl
             kv = segs[i + 1]
             if kv not in ("0", "1"):
                 raise SuperJSONError(
-                    f"{_loc(section, where)}: Map entry selector must be 0 (key) or 1 (value), got {kv!r}"
+                    f"{_loc(section, where)}: Map entry selector must be 0 (key) or 1 (value), got {_short(kv)}"
                 )
             if i + 1 == n - 1:
                 return parent, (row, int(kv))
@@ -1206,13 +1215,15 @@ def _locate(base: Any, segs: list[str], section: str, where: str | None) -> tupl
         elif tp is JSSet:
             parent = parent.items[_index(seg, len(parent.items), "Set", section, where)]
         else:
-            raise _OpaquePath(f"{_loc(section, where)}: cannot descend into {_jstype(parent)} at segment {seg!r}")
+            raise _OpaquePath(
+                f"{_loc(section, where)}: cannot descend into {_jstype(parent)} at segment {_short(seg)}"
+            )
         i += 1
     last = segs[-1]
     tp = type(parent)
     if tp is dict:
         if last not in parent:
-            raise SuperJSONError(f"{_loc(section, where)}: key {last!r} not found in json")
+            raise SuperJSONError(f"{_loc(section, where)}: key {_short(last)} not found in json")
         return parent, last
     if tp is list:
         return parent, _index(last, len(parent), "array", section, where)
@@ -1220,7 +1231,9 @@ def _locate(base: Any, segs: list[str], section: str, where: str | None) -> tupl
         return parent, _index(last, len(parent.items), "Set", section, where)
     if tp is JSMap:
         raise SuperJSONError(f"{_loc(section, where)}: a path into a Map needs a row and a 0/1 selector")
-    raise _OpaquePath(f"{_loc(section, where)}: cannot descend into {_jstype(parent)} at segment {last!r}")
+    raise _OpaquePath(
+        f"{_loc(section, where)}: cannot descend into {_jstype(parent)} at segment {_short(last)}"
+    )
 
 
 def _get_slot(parent: Any, slot: Any) -> Any:
@@ -1269,7 +1282,7 @@ def _dec_bigint(v: Any, where: str | None) -> Any:
             raise _err(where, f"bigint string too long ({len(v)} characters)") from e
     if type(v) is int:
         return BigInt(v)
-    raise _err(where, f"invalid bigint {v!r} (expected a decimal string)")
+    raise _err(where, f"invalid bigint {_short(v)} (expected a decimal string)")
 
 
 def _dec_date(v: Any, where: str | None) -> Any:
@@ -1283,7 +1296,7 @@ def _dec_date(v: Any, where: str | None) -> Any:
         try:
             jd = JSDate(v)
         except ValueError:
-            raise _err(where, f"invalid Date string {v!r}") from None
+            raise _err(where, f"invalid Date string {_short(v)}") from None
         try:
             return jd.to_datetime()
         except OverflowError:
@@ -1299,7 +1312,7 @@ def _dec_date(v: Any, where: str | None) -> Any:
                 try:
                     return JSDate(v)
                 except ValueError:
-                    raise _err(where, f"invalid Date string {v!r}") from None
+                    raise _err(where, f"invalid Date string {_short(v)}") from None
     us = d.microsecond
     if us % 1000:
         d = d.replace(microsecond=us - us % 1000)
@@ -1318,7 +1331,7 @@ def _dec_map(v: Any, where: str | None) -> Any:
     pairs = []
     for i, p in enumerate(v):
         if type(p) is not list or len(p) != 2:
-            raise _err(where, f"map entry {i} is not a [key, value] pair: {p!r}")
+            raise _err(where, f"map entry {i} is not a [key, value] pair: {_short(p)}")
         pairs.append((p[0], p[1]))
     return JSMap._trusted(pairs)
 
@@ -1332,18 +1345,18 @@ def _dec_number(v: Any, where: str | None) -> Any:
             return float(v)
     elif type(v) is int or type(v) is float:
         return float(v)
-    raise _err(where, f"invalid number {v!r} (expected \"NaN\", \"Infinity\", \"-Infinity\" or \"-0\")")
+    raise _err(where, f'invalid number {_short(v)} (expected "NaN", "Infinity", "-Infinity" or "-0")')
 
 
 def _dec_regexp(v: Any, where: str | None) -> Any:
     if type(v) is not str or not v.startswith("/"):
-        raise _err(where, f"invalid regexp {v!r} (expected \"/source/flags\")")
+        raise _err(where, f'invalid regexp {_short(v)} (expected "/source/flags")')
     last = v.rfind("/")
     if last < 1:
-        raise _err(where, f"invalid regexp {v!r} (no closing \"/\")")
+        raise _err(where, f'invalid regexp {_short(v)} (no closing "/")')
     flags = v[last + 1 :]
     if not set(flags) <= _REGEXP_FLAGS or len(set(flags)) != len(flags):
-        raise _err(where, f"invalid regexp flags {flags!r} in {v!r}")
+        raise _err(where, f"invalid regexp flags {_short(flags)} in {_short(v)}")
     return JSRegExp(v[1:last], flags)
 
 
@@ -1361,7 +1374,7 @@ def _dec_error(v: Any, where: str | None) -> Any:
 
 def _dec_url(v: Any, where: str | None) -> Any:
     if type(v) is not str or not _URL_RE.fullmatch(v):
-        raise _err(where, f"invalid URL {v!r}")
+        raise _err(where, f"invalid URL {_short(v)}")
     return JSURL(v)
 
 
@@ -1380,18 +1393,16 @@ _SIMPLE_DECODERS: dict[str, Callable[[Any, str | None], Any]] = {
 
 def _dec_typed_array(v: Any, kind: str, where: str | None) -> Any:
     if kind not in _TYPED_ARRAY_KINDS:
-        raise _err(where, f'unknown typed array kind "{kind}"')
+        raise _err(where, f'unknown typed array kind "{_clip(kind)}"')
     if type(v) is not list:
         raise _err(where, f"typed array value must be an array, got {_jstype(v)}")
     out = []
     if kind in _BIGINT_ARRAY_KINDS:
         for x in v:
-            if type(x) is str and _BIGINT_RE.fullmatch(x):
-                out.append(BigInt(x))
-            elif type(x) is int:
+            if type(x) is str and _BIGINT_RE.fullmatch(x) or type(x) is int:
                 out.append(BigInt(x))
             else:
-                raise _err(where, f"invalid {kind} element {x!r}")
+                raise _err(where, f"invalid {kind} element {_short(x)}")
     else:
         for x in v:
             tx = type(x)
@@ -1400,7 +1411,7 @@ def _dec_typed_array(v: Any, kind: str, where: str | None) -> Any:
             elif tx is str and x in _NUMBER_STRINGS:
                 out.append(_NUMBER_STRINGS[x])
             else:
-                raise _err(where, f"invalid {kind} element {x!r}")
+                raise _err(where, f"invalid {kind} element {_short(x)}")
     return JSTypedArray(kind, out)
 
 
@@ -1460,7 +1471,9 @@ class SuperJSON:
     """A SuperJSON codec with its own registry of custom types, classes and symbols."""
 
     def __init__(self) -> None:
-        self._customs: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Any], Callable[[Any], Any]]] = {}
+        self._customs: dict[
+            str, tuple[Callable[[Any], bool], Callable[[Any], Any], Callable[[Any], Any]]
+        ] = {}
         self._classes: dict[type, tuple[str, Callable[[Any], dict], Callable[[dict], Any]]] = {}
         self._classes_by_id: dict[str, tuple[type, Callable[[dict], Any]]] = {}
         self._symbols_by_id: dict[str, Any] = {}
@@ -1600,10 +1613,10 @@ class SuperJSON:
         version = meta.get("v")
         if version is None:
             legacy = True
-        elif (type(version) is int or type(version) is float) and version == version:
+        elif (type(version) is int or type(version) is float) and not math.isnan(version):
             legacy = version < 1
         else:
-            raise SuperJSONError(f"meta.v must be a number, got {version!r}")
+            raise SuperJSONError(f"meta.v must be a number, got {_short(version)}")
         values = meta.get("values")
         refs = meta.get("referentialEqualities")
         if values is None and refs is None:
@@ -1627,7 +1640,7 @@ class SuperJSON:
 
     def _apply_path(self, base: Any, key: str, sub: Any, prefix: str | None, legacy: bool) -> None:
         if type(key) is not str:
-            raise _err(prefix, f"path {key!r} is not a string")
+            raise _err(prefix, f"path {_short(key)} is not a string")
         where = key if prefix is None else prefix + "." + key
         segs = _parse_path(key, legacy, "values", where)
         parent, slot = _locate(base, segs, "values", where)
@@ -1647,7 +1660,7 @@ class SuperJSON:
     def _apply_node(self, value: Any, node: list, where: str | None, legacy: bool) -> Any:
         n = len(node)
         if n == 0 or n > 2:
-            raise _err(where, f"annotation must be [type] or [type, children], got {node!r}")
+            raise _err(where, f"annotation must be [type] or [type, children], got {_short(node)}")
         if n == 2:
             children = node[1]
             if children is not None:
@@ -1661,25 +1674,30 @@ class SuperJSON:
         if type(type_) is str:
             dec = _SIMPLE_DECODERS.get(type_)
             if dec is None:
-                raise _err(where, f'unknown type annotation "{type_}"')
+                raise _err(where, f'unknown type annotation "{_clip(type_)}"')
             return dec(value, where)
-        if type(type_) is not list or len(type_) != 2 or type(type_[0]) is not str or type(type_[1]) is not str:
-            raise _err(where, f"malformed type annotation {type_!r}")
+        if (
+            type(type_) is not list
+            or len(type_) != 2
+            or type(type_[0]) is not str
+            or type(type_[1]) is not str
+        ):
+            raise _err(where, f"malformed type annotation {_short(type_)}")
         kind, name = type_
         if kind == "custom":
             entry = self._customs.get(name)
             if entry is None:
-                raise _err(where, f'unregistered custom type "{name}"')
+                raise _err(where, f'unregistered custom type "{_clip(name)}"')
             try:
                 return entry[2](value)
             except SuperJSONError:
                 raise
             except Exception as e:
-                raise _err(where, f'custom type "{name}" could not deserialize the value: {e!r}') from e
+                raise _err(where, f'custom type "{name}" could not deserialize the value: {_short(e)}') from e
         if kind == "class":
             centry = self._classes_by_id.get(name)
             if centry is None:
-                raise _err(where, f'unregistered class "{name}"')
+                raise _err(where, f'unregistered class "{_clip(name)}"')
             if type(value) is not dict:
                 raise _err(where, f'class "{name}" value must be an object, got {_jstype(value)}')
             try:
@@ -1687,14 +1705,14 @@ class SuperJSON:
             except SuperJSONError:
                 raise
             except Exception as e:
-                raise _err(where, f'class "{name}" could not be rebuilt from its props: {e!r}') from e
+                raise _err(where, f'class "{name}" could not be rebuilt from its props: {_short(e)}') from e
         if kind == "symbol":
             if name not in self._symbols_by_id:
-                raise _err(where, f'unregistered symbol "{name}"')
+                raise _err(where, f'unregistered symbol "{_clip(name)}"')
             return self._symbols_by_id[name]
         if kind == "typed-array":
             return _dec_typed_array(value, name, where)
-        raise _err(where, f'unknown type annotation "{kind}" (in {type_!r})')
+        raise _err(where, f'unknown type annotation "{_clip(kind)}"')
 
 
 def _apply_referential_equalities(root: Any, refs: Any, legacy: bool) -> Any:
@@ -1702,7 +1720,9 @@ def _apply_referential_equalities(root: Any, refs: Any, legacy: bool) -> Any:
 
     def paths_of(targets: Any, where: str | None) -> list[str]:
         if type(targets) is not list or any(type(p) is not str for p in targets):
-            raise SuperJSONError(f"{_loc(section, where)}: expected an array of path strings, got {targets!r}")
+            raise SuperJSONError(
+                f"{_loc(section, where)}: expected an array of path strings, got {_short(targets)}"
+            )
         return targets
 
     def assign(target: str, obj: Any) -> None:
@@ -1717,7 +1737,7 @@ def _apply_referential_equalities(root: Any, refs: Any, legacy: bool) -> Any:
             raise SuperJSONError(f"meta.{section} must map paths to arrays of paths, got {_jstype(record)}")
         for src, targets in record.items():
             if type(src) is not str:
-                raise SuperJSONError(f"meta.{section}: path {src!r} is not a string")
+                raise SuperJSONError(f"meta.{section}: path {_short(src)} is not a string")
             targets = paths_of(targets, src)
             try:
                 parent, slot = _locate(root, _parse_path(src, legacy, section, src), section, src)
