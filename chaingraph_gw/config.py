@@ -89,6 +89,8 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     auth_enabled: bool = True
     auth_jwt_secret: str | None = None
+    worker_concurrency: int = 16
+    load_examples: bool = True
 
     @property
     def is_production(self) -> bool:
@@ -385,6 +387,18 @@ _SPECS: tuple[_Spec, ...] = (
     ),
     _Spec("auth_enabled", "AUTH_ENABLED", _Bool(), "Require authentication"),
     _Spec("auth_jwt_secret", "AUTH_JWT_SECRET", _Str(optional=True), "Secret for verifying JWTs"),
+    _Spec(
+        "worker_concurrency",
+        "CHAINGRAPH_WORKER_CONCURRENCY",
+        _Int(1),
+        "Executions a worker process runs at the same time",
+    ),
+    _Spec(
+        "load_examples",
+        "CHAINGRAPH_LOAD_EXAMPLES",
+        _Bool(),
+        "Import examples/flows/ into an empty flow store on start",
+    ),
 )
 
 _SECTIONS: dict[str, type] = {"keepalive": KeepAliveSettings, "limits": LimitSettings}

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from .app.system import InstanceInfo, system_router
@@ -40,6 +40,7 @@ class Gateway:
     trpc: TRPCServer
     http: HttpEndpoints
     factory: TRPCWebSocketFactory
+    backend: Any = None
 
 
 def build_gateway(
@@ -99,10 +100,13 @@ class ListenerService(Service):
 
     name = "listener"
 
-    def __init__(self, gateway: Gateway, reactor: Any = None) -> None:
+    def __init__(self, gateway: Gateway, reactor: Any = None, ready: Deferred[None] | None = None) -> None:
         self.gateway = gateway
         self._reactor = reactor
         self.port: Any = None
+        # Listen only once the backends are ready (fires with None); an error stops the process.
+        self.ready = ready
+        self.listening: Deferred[None] = Deferred()
 
     @property
     def reactor(self) -> Any:
@@ -114,6 +118,21 @@ class ListenerService(Service):
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
+        if self.ready is None:
+            self._listen()
+            return
+
+        def failed(failure: Any) -> None:
+            log.failure("backend failed to start; stopping", failure)
+            self.listening.errback(failure)
+            if self.reactor.running:
+                self.reactor.stop()
+
+        self.ready.addCallbacks(lambda _: self._listen(), failed)
+
+    def _listen(self) -> None:
+        if not self.running:
+            return
         s = self.gateway.settings
         self.port = self.reactor.listenTCP(s.port, self.gateway.factory, backlog=1024, interface=s.host)
         addr = self.port.getHost()
@@ -123,6 +142,7 @@ class ListenerService(Service):
             instance=self.gateway.info.instance_id, host=addr.host, port=addr.port,
             role=s.role, mode=s.mode, transformer=s.transformer,
         )
+        self.listening.callback(None)
 
     @property
     def listening_port(self) -> int:
@@ -130,14 +150,17 @@ class ListenerService(Service):
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
         super().stopService()
-        return ensureDeferred(self._drain())
+        # An asyncio task (not ensureDeferred): the drain awaits asyncio sleeps.
+        return Deferred.fromFuture(asyncio.ensure_future(self._drain()))
 
     async def _drain(self) -> None:
         gw = self.gateway
         drain = gw.settings.drain_seconds
         if self.port is not None:
-            await self.port.stopListening()
+            stopped = self.port.stopListening()
             self.port = None
+            if isinstance(stopped, Deferred):
+                await stopped.asFuture(asyncio.get_running_loop())
         gw.http.draining = True
         notified = gw.trpc.broadcast_reconnect()
         log.info("draining: sent reconnect notice to {n} client(s); waiting up to {s}s", n=notified, s=drain)
@@ -157,8 +180,25 @@ class ListenerService(Service):
                 session.closed()
 
 
-def make_gateway_service(settings: Settings, reactor: Any = None, **kw: Any) -> tuple[MultiService, Gateway]:
+def make_gateway_service(
+    settings: Settings, reactor: Any = None, *, with_backend: bool = False, **kw: Any
+) -> tuple[MultiService, Gateway]:
+    """The process's service tree: the backend (embedded default) first, the listener last."""
     root = MultiService()
+    ready = None
+    if with_backend:
+        from .app.embedded import EmbeddedBackendService, api_routers, build_services, make_context_factory
+
+        services = build_services(settings)
+        backend = EmbeddedBackendService(settings, services)
+        backend.setServiceParent(root)
+        ready = backend.ready
+        root_router, extras = api_routers()
+        kw.setdefault("root_router", root_router)
+        kw.setdefault("extra_routers", extras)
+        kw.setdefault("create_context", make_context_factory(settings, services))
     gateway = build_gateway(settings, **kw)
-    ListenerService(gateway, reactor).setServiceParent(root)
+    if with_backend:
+        gateway.backend = services
+    ListenerService(gateway, reactor, ready).setServiceParent(root)
     return root, gateway

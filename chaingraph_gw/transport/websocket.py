@@ -13,7 +13,7 @@ from typing import Any
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import parseHttpHeader
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
@@ -85,7 +85,9 @@ class TRPCWebSocketProtocol(WebSocketServerProtocol):
         except Exception:  # noqa: BLE001 - garbage in, 400 out
             self._write_http(HttpResponse.json(400, {"error": "Bad Request"}), head_only=False)
             return
-        d = ensureDeferred(self.factory.http.handle(method, target, headers, self.transport.getPeer()))
+        # An asyncio task: readiness checks await asyncio libraries (psycopg, confluent-kafka).
+        d = Deferred.fromFuture(asyncio.ensure_future(
+            self.factory.http.handle(method, target, headers, self.transport.getPeer())))
         d.addCallback(self._write_http, head_only=(method == "HEAD"))
         d.addErrback(self._http_failed)
 
@@ -143,7 +145,12 @@ class TRPCWebSocketProtocol(WebSocketServerProtocol):
         self.sendMessage(data, False)
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
-        self.sendClose(code, reason)
+        if code is None or code == 1000 or 3000 <= code <= 4999:
+            self.sendClose(code, reason)
+        else:
+            # Autobahn's sendClose only allows 1000 and 3000-4999; 1001/1012 are legitimate
+            # server codes ("going away", "service restart"), so send the frame directly.
+            self.sendCloseFrame(code=code, reasonUtf8=(reason or "").encode("utf-8")[:120], isReply=False)
 
     def terminate(self) -> None:
         if self.transport is not None:
@@ -205,6 +212,9 @@ class TRPCWebSocketFactory(WebSocketServerFactory):
             maxMessagePayloadSize=max_frame_bytes,
             # tRPC keep-alive is text PING/PONG (session level); no protocol-level auto ping.
             autoPingInterval=0,
+            # Protocol violations (e.g. an oversized frame → 1009) are closed with a close frame,
+            # not by dropping TCP, so clients see the reason.
+            failByDrop=False,
             openHandshakeTimeout=10,
             closeHandshakeTimeout=2,
             # Frames are small JSON: send them at once rather than waiting for Nagle.

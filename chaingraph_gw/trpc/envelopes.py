@@ -59,7 +59,7 @@ def parse_request(obj: Any) -> Request:
         raise EnvelopeError(rid, TRPCError("PARSE_ERROR", "Must be JSONRPC 2.0"))
     echo_jsonrpc = jsonrpc if jsonrpc is not None else None
     method = obj.get("method")
-    if method not in METHODS:
+    if type(method) is not str or method not in METHODS:
         raise EnvelopeError(rid, TRPCError("PARSE_ERROR", "Invalid procedure type"), echo_jsonrpc)
     if method == "subscription.stop":
         return Request(rid, method, "", MISSING, None, echo_jsonrpc)

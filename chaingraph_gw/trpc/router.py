@@ -94,7 +94,8 @@ class Router:
     def __init__(self, *, middlewares: Iterable[Middleware] = ()) -> None:
         self._middlewares: tuple[Middleware, ...] = tuple(middlewares)
         self._procedures: dict[str, Procedure] = {}
-        self._children: dict[str, Router] = {}
+        # namespace → (router, middlewares inherited from a merged router)
+        self._children: dict[str, tuple[Router, tuple[Middleware, ...]]] = {}
 
     # -- declaration -------------------------------------------------------------------------
     def procedure(
@@ -132,9 +133,12 @@ class Router:
         """Mount ``router`` under ``prefix`` (``system`` → ``system.info``)."""
         if not prefix or "." in prefix:
             raise ValueError(f"namespace must be a non-empty segment without dots: {prefix!r}")
+        self._include(prefix, router, ())
+
+    def _include(self, prefix: str, router: Router, extra: tuple[Middleware, ...]) -> None:
         if prefix in self._procedures or prefix in self._children:
             raise ValueError(f"duplicate procedure or namespace {prefix!r}")
-        self._children[prefix] = router
+        self._children[prefix] = (router, extra)
 
     def merge(self, router: Router) -> None:
         """Mount ``router``'s procedures at this level (ChainGraph's execution API sits at the root)."""
@@ -145,8 +149,8 @@ class Router:
             self._procedures[name] = Procedure(
                 proc.path, proc.kind, proc.handler, proc.input_schema, mws, proc.description
             )
-        for name, child in router._children.items():
-            self.include(name, child)
+        for name, (child, extra) in router._children.items():
+            self._include(name, child, router._middlewares + extra)
 
     # -- lookup ------------------------------------------------------------------------------
     def flatten(self, prefix: str = "", inherited: tuple[Middleware, ...] = ()) -> dict[str, Procedure]:
@@ -156,8 +160,8 @@ class Router:
             path = f"{prefix}{name}"
             out[path] = Procedure(path, proc.kind, proc.handler, proc.input_schema,
                                   mws + proc.middlewares, proc.description)
-        for name, child in self._children.items():
-            out.update(child.flatten(f"{prefix}{name}.", mws))
+        for name, (child, extra) in self._children.items():
+            out.update(child.flatten(f"{prefix}{name}.", mws + extra))
         return out
 
 

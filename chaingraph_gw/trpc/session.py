@@ -132,11 +132,12 @@ class TRPCServer:
 
 
 class _Subscription:
-    __slots__ = ("id", "task", "signal", "active", "path")
+    __slots__ = ("id", "task", "signal", "active", "path", "jsonrpc")
 
-    def __init__(self, rid: int | str, path: str) -> None:
+    def __init__(self, rid: int | str, path: str, jsonrpc: str | None = None) -> None:
         self.id = rid
         self.path = path
+        self.jsonrpc = jsonrpc
         self.task: asyncio.Task[None] | None = None
         self.signal = AbortSignal()
         self.active = True
@@ -262,6 +263,9 @@ class TRPCSession:
         if req.method == "subscription.stop":
             # A stop must reach a subscription even while the context is still being built.
             self._stop_subscription(req.id)
+            return
+        if self._ctx_error is not None:
+            self._send_error(req.id, None, self._ctx_error, req.jsonrpc)
             return
         if not self._ctx_ready:
             self._queued.append(req)
@@ -416,7 +420,7 @@ class TRPCSession:
                 req.jsonrpc,
             )
             return
-        sub = _Subscription(req.id, req.path)
+        sub = _Subscription(req.id, req.path, req.jsonrpc)
         self._subs[req.id] = sub
         if self.metrics is not None:
             self.metrics.subscriptions.inc()
@@ -479,7 +483,17 @@ class TRPCSession:
                 return
             if not sub.active:
                 return
-            self._send_event(req, item)
+            try:
+                self._send_event(req, item)
+            except Exception as exc:  # noqa: BLE001 - an unencodable event ends the stream visibly
+                log.failure("could not encode an event of {path}", Failure(exc, type(exc), exc.__traceback__),
+                            path=req.path)
+                if sub.active:
+                    self._send_error(req.id, req.path,
+                                     TRPCError("INTERNAL_SERVER_ERROR", f"Event could not be encoded: {exc}"),
+                                     req.jsonrpc)
+                    self._send_raw_obj(req.id, {"type": "stopped"}, req.jsonrpc)
+                return
             n += 1
             waiter = self.transport.wait_writable()
             if waiter is not None:
@@ -503,6 +517,12 @@ class TRPCSession:
     def _stop_subscription(self, rid: int | str) -> None:
         sub = self._subs.get(rid)
         if sub is None:
+            for i, queued in enumerate(self._queued):
+                if queued.id == rid and queued.method == "subscription":
+                    # Still waiting for the connection context: drop it, as if cancelled in setup.
+                    del self._queued[i]
+                    self._send_raw_obj(rid, {"type": "stopped"}, queued.jsonrpc)
+                    return
             return  # unknown or finished: ignore silently (the 11.25 client sends stops after `stopped`)
         self._end_subscription(sub, "stopped by client", notify=True)
 
@@ -518,8 +538,16 @@ class TRPCSession:
         task = sub.task
         if task is not None and not task.done() and asyncio.current_task() is not task:
             task.cancel()
-        if notify and self.open:
-            self._send_raw_obj(sub.id, {"type": "stopped"}, None)
+            if notify:
+                # Answer `stopped` once the generator has been closed (§6.5: after cleanup).
+                task.add_done_callback(lambda _t: self._send_stopped(sub))
+                return
+        if notify:
+            self._send_stopped(sub)
+
+    def _send_stopped(self, sub: _Subscription) -> None:
+        if self.open:
+            self._send_raw_obj(sub.id, {"type": "stopped"}, sub.jsonrpc)
 
     @property
     def subscription_count(self) -> int:
