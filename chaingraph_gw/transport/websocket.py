@@ -8,10 +8,11 @@ Autobahn's handshake: they are answered by :class:`HttpEndpoints` and the socket
 from __future__ import annotations
 
 import asyncio
+import struct
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.protocol import parseHttpHeader
+from autobahn.websocket.protocol import WebSocketProtocol, parseHttpHeader
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -22,6 +23,11 @@ from ..trpc.session import ConnectionInfo, TRPCServer, TRPCSession
 from .http import HttpEndpoints, HttpResponse
 
 log = Logger(namespace="chaingraph_gw.ws")
+
+STATE_OPEN = WebSocketProtocol.STATE_OPEN
+_pack_16 = struct.Struct("!BBH").pack
+_pack_64 = struct.Struct("!BBQ").pack
+FLUSH_BYTES = 4096
 
 # Cap on an HTTP request head (health probes and metrics scrapes are tiny).
 MAX_HTTP_HEAD = 16 * 1024
@@ -61,6 +67,7 @@ class TRPCWebSocketProtocol(WebSocketServerProtocol):
         self._http_handled = False
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._unflushed = 0
 
     # -- plain HTTP on the same port -------------------------------------------------------------
     def processHandshake(self) -> None:  # noqa: N802 - Autobahn's name
@@ -142,7 +149,28 @@ class TRPCWebSocketProtocol(WebSocketServerProtocol):
 
     # -- Transport (for TRPCSession) ----------------------------------------------------------------
     def send_frame(self, data: bytes) -> None:
-        self.sendMessage(data, False)
+        # A server text frame is a 2-10 byte header plus the unmasked payload. Writing it directly
+        # skips Autobahn's per-message bookkeeping (and its outbound size limit, which is meant for
+        # inbound messages here); no extension that would change the framing is ever negotiated.
+        if self.state != STATE_OPEN:
+            return
+        n = len(data)
+        t = self.transport
+        if n < 126:
+            t.write(bytes((0x81, n)) + data)
+        elif n < 65536:
+            t.write(_pack_16(0x81, 126, n) + data)
+        else:
+            t.writeSequence((_pack_64(0x81, 127, n), data))
+        # Twisted writes on the next loop turn; while a long batch is being answered, push what
+        # is queued once it reaches FLUSH_BYTES so the client can start on it (client and
+        # server then work in parallel instead of taking turns).
+        self._unflushed += n
+        if self._unflushed >= FLUSH_BYTES:
+            self._unflushed = 0
+            do_write = getattr(t, "doWrite", None)
+            if do_write is not None and t.connected and not t.disconnecting:
+                do_write()
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         if code is None or code == 1000 or 3000 <= code <= 4999:

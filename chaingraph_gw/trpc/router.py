@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from twisted.internet.defer import Deferred as _Deferred
 
 from .errors import TRPCError
 
@@ -236,14 +237,13 @@ def invoke(proc: Procedure, call: Call) -> Any:
     return step(0)
 
 
+_PLAIN_TYPES = frozenset((dict, list, str, int, float, bool, type(None), tuple))
+
+
 def is_awaitable(value: Any) -> bool:
-    return inspect.isawaitable(value) or asyncio.isfuture(value) or _is_deferred(value)
-
-
-def _is_deferred(value: Any) -> bool:
-    from twisted.internet.defer import Deferred
-
-    return isinstance(value, Deferred)
+    if type(value) in _PLAIN_TYPES:  # the common case for query results: no introspection
+        return False
+    return inspect.isawaitable(value) or asyncio.isfuture(value) or isinstance(value, _Deferred)
 
 
 async def resolve(value: Any) -> Any:
