@@ -50,5 +50,6 @@ class Options(usage.Options):
 def makeService(options: Options) -> IService:  # noqa: N802 - twistd's name
     from .service import make_gateway_service
 
-    service, _gateway = make_gateway_service(options.settings)
+    # The embedded default: the execution API on an in-process backend (SQLite + in-memory bus).
+    service, _gateway = make_gateway_service(options.settings, with_backend=True)
     return service

@@ -1,3 +1,5 @@
+import os from 'node:os';
+import fs from 'node:fs';
 // Test helpers: start/stop the gateway process, build an official tRPC client, and a raw
 // WebSocket for sending arbitrary frames.
 //
@@ -146,13 +148,22 @@ export async function startGateway(opts = {}) {
     },
   };
 
+  // One data directory per gateway, kept across restart() (the embedded default's SQLite store).
+  const dataDir = opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'cg-conf-'));
+
   async function launch() {
     const { cmd, args } = baseCommand(opts.command);
     const fullArgs = [...args, '--port', String(port), '--host', '127.0.0.1', ...(opts.args ?? [])];
     gw.log += `\n--- start: ${cmd} ${fullArgs.join(' ')}\n`;
     const proc = spawn(cmd, fullArgs, {
       cwd: REPO,
-      env: { ...process.env, PYTHONUNBUFFERED: '1', ...(opts.env ?? {}) },
+      env: {
+        ...process.env,
+        PYTHONUNBUFFERED: '1',
+        AUTH_ENABLED: 'false',
+        CHAINGRAPH_DATA_DIR: dataDir,
+        ...(opts.env ?? {}),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     gw.proc = proc;

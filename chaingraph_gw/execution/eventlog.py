@@ -1,0 +1,86 @@
+"""Numbering, storing and publishing one execution's events, in order.
+
+The engine calls :meth:`EventWriter.emit` synchronously. Events get consecutive indexes,
+are appended to the event log in batches and only then published on the live bus, so a
+subscriber that reads the log and then follows the bus never sees a gap (see
+``api/execution.py`` for the reader side).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Any
+
+from twisted.logger import Logger
+
+from ..services.records import StoredEvent
+
+log = Logger(namespace="chaingraph_gw.execution")
+
+TERMINAL_EVENTS = frozenset(("flow:completed", "flow:failed", "flow:cancelled"))
+
+
+class EventWriter:
+    def __init__(self, execution_id: str, *, next_index: int, event_log: Any, bus: Any) -> None:
+        self.execution_id = execution_id
+        self.next_index = next_index
+        self.event_log = event_log
+        self.bus = bus
+        self._pending: list[StoredEvent] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.failed: BaseException | None = None
+        # With hold_terminal, a terminal event waits in `held` until release_terminal(): the
+        # runner first makes the row terminal, so a client reacting to the event reads a final row.
+        self.hold_terminal = False
+        self.held: StoredEvent | None = None
+
+    def emit(self, type_: str, data: Any) -> StoredEvent:
+        event = StoredEvent(self.execution_id, self.next_index, type_, datetime.now(timezone.utc), data)
+        self.next_index += 1
+        if self.hold_terminal and type_ in TERMINAL_EVENTS:
+            self.held = event
+            return event
+        self._pending.append(event)
+        if self._flushing is None:
+            self._idle.clear()
+            self._flushing = asyncio.ensure_future(self._flush_loop())
+        return event
+
+    async def _flush_loop(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self.event_log.append_many(batch)
+                except Exception as exc:  # noqa: BLE001 - keep order: retry the same batch
+                    log.error("event log append failed for {eid}: {err!r}; retrying", eid=self.execution_id,
+                              err=exc)
+                    self.failed = exc
+                    self._pending = batch + self._pending
+                    await asyncio.sleep(0.5)
+                    continue
+                for event in batch:
+                    await self.bus.publish(self.execution_id, event)
+        finally:
+            self._flushing = None
+            self._idle.set()
+
+    async def release_terminal(self) -> None:
+        if self.held is not None:
+            event, self.held = self.held, None
+            self._pending.append(event)
+            if self._flushing is None:
+                self._idle.clear()
+                self._flushing = asyncio.ensure_future(self._flush_loop())
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Wait until every emitted event is stored and published."""
+        while self._pending or self._flushing is not None:
+            await self._idle.wait()
+            if self._pending and self._flushing is None:
+                self._idle.clear()
+                self._flushing = asyncio.ensure_future(self._flush_loop())
