@@ -69,6 +69,18 @@ class TRPCWebSocketProtocol(WebSocketServerProtocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._unflushed = 0
 
+    def connectionMade(self) -> None:  # noqa: N802
+        super().connectionMade()
+        # Autobahn applies its tcpNoDelay option before it has copied the factory's options, so it
+        # never takes effect; without it Nagle holds bursts of frames until the peer's delayed ACK
+        # (~40 ms on Linux).
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            try:
+                set_no_delay(True)
+            except OSError:
+                pass  # not a TCP socket (e.g. a UNIX socket in tests)
+
     # -- plain HTTP on the same port -------------------------------------------------------------
     def processHandshake(self) -> None:  # noqa: N802 - Autobahn's name
         if self._http_handled:
