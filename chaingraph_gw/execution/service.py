@@ -72,7 +72,7 @@ class ExecutionService:
             status=status,
             created_at=now,
             updated_at=now,
-            started_at=None,
+            started_at=now if status == "running" else None,
             completed_at=None,
             error_message=None,
             error_node_id=None,
@@ -215,12 +215,22 @@ class ExecutionRunner:
                 raise RuntimeError("Maximum execution depth exceeded")
             asyncio.ensure_future(self._spawn_child(rec, name, payload))
 
+        status_updates = _StatusFollower(self.s.executions, rec.id)
+
+        def emit(type_: str, data: Any) -> None:
+            writer.emit(type_, data)
+            # The engine pauses itself on breakpoints: keep the row in step so `resume` is accepted.
+            if type_ == "flow:paused":
+                status_updates.set("paused", {"running"})
+            elif type_ == "flow:resumed":
+                status_updates.set("running", {"paused"})
+
         engine = ExecutionEngine(
             flow,
             execution_id=rec.id,
             flow_id=rec.flow_id,
             options=ExecutionOptions.from_wire(rec.options),
-            emit=writer.emit,
+            emit=emit,
             depth=rec.execution_depth,
             parent_execution_id=rec.parent_execution_id,
             event_data=event_data,
@@ -240,6 +250,7 @@ class ExecutionRunner:
         finally:
             await self.s.commands.unregister(rec.id)
             self.active.pop(rec.id, None)
+        await status_updates.wait()
         status = {"completed": "completed", "failed": "failed", "cancelled": "stopped"}[outcome.status]
         await self._finalise(rec, writer, status, outcome.error)
 
@@ -295,6 +306,32 @@ class ExecutionRunner:
             await self._finish_crashed(rec, "The gateway restarted while this execution was running")
             n += 1
         return n
+
+
+class _StatusFollower:
+    """Applies status changes the engine makes by itself, in order, without blocking the engine."""
+
+    def __init__(self, executions: Any, execution_id: str) -> None:
+        self.executions = executions
+        self.execution_id = execution_id
+        self._chain: asyncio.Future[Any] | None = None
+
+    def set(self, status: str, expected: set[str]) -> None:
+        previous = self._chain
+
+        async def apply() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            try:
+                await self.executions.update_status(self.execution_id, status, expected=expected)
+            except Exception:  # noqa: BLE001 - best effort; the final status is written at the end
+                log.failure("status update for {eid} failed", eid=self.execution_id)
+
+        self._chain = asyncio.ensure_future(apply())
+
+    async def wait(self) -> None:
+        if self._chain is not None:
+            await asyncio.wait([self._chain])
 
 
 def _child_integration(integration: dict[str, Any]) -> dict[str, Any]:

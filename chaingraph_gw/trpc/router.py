@@ -206,12 +206,29 @@ def validation_error(exc: ValidationError) -> TRPCError:
     )
 
 
+def _drop_undefined(value: Any, undefined: Any) -> Any:
+    """``{a: undefined}`` means "a absent" to a JS schema: remove such keys (at any depth) before pydantic."""
+    if type(value) is dict:
+        if any(v is undefined or type(v) in (dict, list) for v in value.values()):
+            return {k: _drop_undefined(v, undefined) for k, v in value.items() if v is not undefined}
+        return value
+    if type(value) is list:
+        if any(v is undefined or type(v) in (dict, list) for v in value):
+            return [None if v is undefined else _drop_undefined(v, undefined) for v in value]
+        return value
+    return value
+
+
 def validate_input(proc: Procedure, raw: Any) -> Any:
     if proc.input_schema is None:
         return raw
     from .superjson import UNDEFINED  # local: avoids an import cycle at module load
 
-    value = None if raw is UNDEFINED else raw
+    if raw is UNDEFINED:
+        # No input at all: a model whose fields are all optional validates as {} (zod's .optional()).
+        value: Any = {} if isinstance(proc.input_schema, type) and issubclass(proc.input_schema, BaseModel) else None
+    else:
+        value = _drop_undefined(raw, UNDEFINED)
     try:
         return _validator(proc.input_schema)(value)
     except ValidationError as exc:
