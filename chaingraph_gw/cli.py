@@ -61,9 +61,20 @@ def _read_flow(path: str) -> dict[str, Any]:
 
 
 def _jsonable(value: Any) -> Any:
+    """Plain JSON for printing; errors keep their name and message (JSON.stringify would drop them)."""
+    from .trpc.superjson import JSError
     from .trpc.transformer import PlainJSONTransformer
 
-    return PlainJSONTransformer().encode(value)
+    def readable(v: Any) -> Any:
+        if isinstance(v, JSError):
+            return {"name": v.name, "message": v.message}
+        if isinstance(v, dict):
+            return {k: readable(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [readable(x) for x in v]
+        return v
+
+    return PlainJSONTransformer().encode(readable(value))
 
 
 def _outputs(node: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +94,10 @@ async def _run_flow(args: argparse.Namespace) -> int:
     client = await _client(args).connect()
     try:
         flow = await client.mutation("flows.create", {"flow": doc})
-        created = await client.mutation("create", {"flowId": flow["id"]})
+        create_input: dict[str, Any] = {"flowId": flow["id"]}
+        if args.timeout_ms:
+            create_input["options"] = {"execution": {"flowTimeoutMs": args.timeout_ms}}
+        created = await client.mutation("create", create_input)
         exec_id = created["executionId"]
         print(f"flow {flow['id']} ({flow['name']}), execution {exec_id}", file=sys.stderr)
         stream = client.subscribe("executionEvents", {"executionId": exec_id})
@@ -192,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="create a flow from FLOW_FILE, execute it and print its outputs")
     run.add_argument("flow_file")
     run.add_argument("--watch", action="store_true", help="print every event as a JSON line")
+    run.add_argument("--timeout-ms", type=int, help="fail the execution after this long (flowTimeoutMs)")
     client_opts(run)
 
     flows = sub.add_parser("flows", help="import, list and export flows")

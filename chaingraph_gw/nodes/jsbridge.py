@@ -12,8 +12,10 @@ number here).
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import secrets
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
@@ -37,6 +39,7 @@ __all__ = [
     "js_is_finite",
     "js_json_parse",
     "js_json_stringify",
+    "js_loose_equal",
     "js_number",
     "js_number_to_string",
     "js_string",
@@ -93,6 +96,33 @@ def js_truthy(x: Any) -> bool:
     if isinstance(x, str):
         return x != ""
     return True
+
+
+def _to_primitive(x: Any) -> Any:
+    """ToPrimitive for our values: lists and dicts become their String() form."""
+    return js_string(x) if isinstance(x, (list, tuple, dict)) else x
+
+
+def js_loose_equal(a: Any, b: Any) -> bool:
+    """JS ``a == b`` (Abstract Equality) on plain values; dicts and lists are equal only to themselves
+    (or, against a primitive, through their string form: ``[3] == 3``)."""
+    if a is b:
+        return True
+    a_null, b_null = a is None or a is UNSET, b is None or b is UNSET
+    if a_null or b_null:
+        return a_null and b_null
+    a_obj, b_obj = isinstance(a, (list, tuple, dict)), isinstance(b, (list, tuple, dict))
+    if a_obj and b_obj:
+        return False
+    if a_obj:
+        a = _to_primitive(a)
+    if b_obj:
+        b = _to_primitive(b)
+    if isinstance(a, str) and isinstance(b, str):
+        return a == b
+    if isinstance(a, bool) and isinstance(b, bool):
+        return a == b
+    return js_number(a) == js_number(b)  # number/string/bool mixes compare as numbers (NaN never equal)
 
 
 def js_trim(s: str) -> str:
@@ -315,6 +345,37 @@ def _json_value(value: Any, indent: str, cur: str, seen: set[int]) -> str | None
     return _json_quote(str(value))
 
 
+def _json_prepare(value: Any, specials: list[float], nonce: str, seen: set[int]) -> Any:
+    """A json.dumps-ready copy: floats that JS prints differently become marker strings (indexes into
+    ``specials``), NaN/±Infinity null, integral floats ints; UNSET dropped from dicts / null in lists."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        if value == int(value) and abs(value) < 1e21:
+            return int(value)
+        if abs(value) < 1e-4 or abs(value) >= 1e21:
+            specials.append(value)
+            return f"\x00{nonce}:{len(specials) - 1}\x00"
+        return value
+    if isinstance(value, (str, int)) or value is None:
+        return value
+    if isinstance(value, (list, tuple, dict)):
+        if id(value) in seen:
+            raise TypeError("Converting circular structure to JSON")
+        seen.add(id(value))
+        try:
+            if isinstance(value, dict):
+                return {(k if isinstance(k, str) else js_string(k)): _json_prepare(v, specials, nonce, seen)
+                        for k, v in value.items() if v is not UNSET and not callable(v)}
+            return [None if (v is UNSET or callable(v)) else _json_prepare(v, specials, nonce, seen)
+                    for v in value]
+        finally:
+            seen.discard(id(value))
+    if value is UNSET or callable(value):
+        return None
+    return str(value)
+
+
 def js_json_stringify(value: Any, indent: int | str | None = None) -> str | None:
     """``JSON.stringify(value, null, indent)``. Returns None where JS returns undefined (top-level
     undefined). Non-ASCII stays raw, NaN/±Infinity become null, compact output has no spaces, integral
@@ -325,7 +386,22 @@ def js_json_stringify(value: Any, indent: int | str | None = None) -> str | None
         ind = indent[:10]
     else:
         ind = ""
-    return _json_value(value, ind, "", set())
+    if value is UNSET or callable(value):
+        return None
+    if not isinstance(value, (list, tuple, dict)):
+        return _json_value(value, ind, "", set())
+    # Containers: the C encoder on a prepared copy (fast for large payloads), JS number forms patched in.
+    specials: list[float] = []
+    nonce = secrets.token_hex(6)
+    prepared = _json_prepare(value, specials, nonce, set())
+    out = json.dumps(prepared, ensure_ascii=False, indent=ind or None,
+                     separators=(",", ": ") if ind else (",", ":"), allow_nan=False)
+    if specials:
+        out = re.sub(r'"\\u0000' + nonce + r':(\d+)\\u0000"',
+                     lambda m: js_number_to_string(specials[int(m.group(1))]), out)
+    if _LONE_SURROGATE.search(out):
+        out = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", out)
+    return out
 
 
 # -- JSON.parse --------------------------------------------------------------------------------------
@@ -334,29 +410,216 @@ class JSONParseError(ValueError):
     """A ``SyntaxError`` from ``JSON.parse`` (V8-style message)."""
 
 
-def _json_reject_constant(name: str) -> Any:
-    raise ValueError(name)
+_JSON_WS = " \t\n\r"
+_JSON_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+class _JSONParser:
+    """A strict JSON parser whose errors carry V8's JSON.parse messages."""
+
+    def __init__(self, s: str) -> None:
+        self.s = s
+        self.n = len(s)
+        self.i = 0
+
+    # errors
+    def _context(self, pos: int) -> str:
+        s, n, k = self.s, self.n, 10
+        if n < 2 * k + 1:
+            return f'"{s}" is not valid JSON'
+        if pos < k:
+            return f'"{s[:pos + k]}"... is not valid JSON'
+        if pos >= n - k:
+            return f'..."{s[pos - k:]}" is not valid JSON'
+        return f'..."{s[pos - k:pos + k]}"... is not valid JSON'
+
+    def unexpected(self, pos: int | None = None) -> JSONParseError:
+        pos = self.i if pos is None else pos
+        if pos >= self.n:
+            return JSONParseError("Unexpected end of JSON input")
+        return JSONParseError(f"Unexpected token '{self.s[pos]}', {self._context(pos)}")
+
+    def at(self, msg: str, pos: int | None = None) -> JSONParseError:
+        return JSONParseError(f"{msg} in JSON at position {self.i if pos is None else pos}")
+
+    # scanning
+    def ws(self) -> None:
+        while self.i < self.n and self.s[self.i] in _JSON_WS:
+            self.i += 1
+
+    def parse(self) -> Any:
+        self.ws()
+        v = self.value()
+        self.ws()
+        if self.i < self.n:
+            raise JSONParseError(f"Unexpected non-whitespace character after JSON at position {self.i}")
+        return v
+
+    def value(self) -> Any:
+        if self.i >= self.n:
+            raise self.unexpected()
+        c = self.s[self.i]
+        if c == "{":
+            return self.obj()
+        if c == "[":
+            return self.arr()
+        if c == '"':
+            return self.string()
+        if c == "-" or c.isdigit() and c.isascii():
+            return self.number()
+        for lit, val in (("true", True), ("false", False), ("null", None)):
+            if c == lit[0]:
+                for k, ch in enumerate(lit):
+                    if self.i + k >= self.n:
+                        raise self.unexpected(self.n)
+                    if self.s[self.i + k] != ch:
+                        raise self.unexpected(self.i + k)
+                self.i += len(lit)
+                return val
+        raise self.unexpected()
+
+    def obj(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        self.i += 1
+        self.ws()
+        if self.i < self.n and self.s[self.i] == "}":
+            self.i += 1
+            return out
+        first = True
+        while True:
+            if self.i >= self.n or self.s[self.i] != '"':
+                raise self.at("Expected property name or '}'" if first else "Expected double-quoted property name")
+            key = self.string()
+            self.ws()
+            if self.i >= self.n or self.s[self.i] != ":":
+                raise self.at("Expected ':' after property name")
+            self.i += 1
+            self.ws()
+            out[key] = self.value()
+            self.ws()
+            if self.i < self.n and self.s[self.i] == ",":
+                self.i += 1
+                self.ws()
+                first = False
+                continue
+            if self.i < self.n and self.s[self.i] == "}":
+                self.i += 1
+                return out
+            raise self.at("Expected ',' or '}' after property value")
+
+    def arr(self) -> list[Any]:
+        out: list[Any] = []
+        self.i += 1
+        self.ws()
+        if self.i < self.n and self.s[self.i] == "]":
+            self.i += 1
+            return out
+        while True:
+            out.append(self.value())
+            self.ws()
+            if self.i < self.n and self.s[self.i] == ",":
+                self.i += 1
+                self.ws()
+                continue
+            if self.i < self.n and self.s[self.i] == "]":
+                self.i += 1
+                return out
+            raise self.at("Expected ',' or ']' after array element")
+
+    def string(self) -> str:
+        s, n = self.s, self.n
+        self.i += 1
+        buf: list[str] = []
+        while True:
+            if self.i >= n:
+                raise self.at("Unterminated string", n)
+            c = s[self.i]
+            if c == '"':
+                self.i += 1
+                return "".join(buf)
+            if c == "\\":
+                if self.i + 1 >= n:
+                    raise self.unexpected(n)
+                e = s[self.i + 1]
+                if e in _JSON_ESCAPES:
+                    buf.append(_JSON_ESCAPES[e])
+                    self.i += 2
+                elif e == "u":
+                    hx = s[self.i + 2:self.i + 6]
+                    if len(hx) < 4 or not all(h in "0123456789abcdefABCDEF" for h in hx):
+                        bad = next((k for k, h in enumerate(hx) if h not in "0123456789abcdefABCDEF"), len(hx))
+                        if self.i + 2 + bad >= n:
+                            raise self.unexpected(n)
+                        raise self.at("Bad Unicode escape", self.i + 2 + bad)
+                    buf.append(chr(int(hx, 16)))
+                    self.i += 6
+                else:
+                    raise self.at("Bad escaped character", self.i + 1)
+                continue
+            if ord(c) < 0x20:
+                raise self.at("Bad control character in string literal")
+            buf.append(c)
+            self.i += 1
+
+    def number(self) -> int | float:
+        s, start = self.s, self.i
+        i = start
+        if s[i] == "-":
+            i += 1
+            if i >= self.n or not (s[i].isascii() and s[i].isdigit()):
+                raise self.at("No number after minus sign", i)
+        if s[i] == "0":
+            i += 1
+            if i < self.n and s[i].isascii() and s[i].isdigit():
+                raise self.at("Unexpected number", i)
+        else:
+            while i < self.n and s[i].isascii() and s[i].isdigit():
+                i += 1
+        is_int = True
+        if i < self.n and s[i] == ".":
+            is_int = False
+            i += 1
+            if i >= self.n or not (s[i].isascii() and s[i].isdigit()):
+                raise self.at("Unterminated fractional number", i)
+            while i < self.n and s[i].isascii() and s[i].isdigit():
+                i += 1
+        if i < self.n and s[i] in "eE":
+            is_int = False
+            i += 1
+            if i < self.n and s[i] in "+-":
+                i += 1
+            if i >= self.n or not (s[i].isascii() and s[i].isdigit()):
+                raise self.at("Exponent part is missing a number", i)
+            while i < self.n and s[i].isascii() and s[i].isdigit():
+                i += 1
+        self.i = i
+        text = s[start:i]
+        if is_int:
+            v = int(text)
+            if abs(v) >= 2**1024:  # beyond the double range: JS gives ±Infinity
+                return math.inf if v > 0 else -math.inf
+            return v
+        return float(text)
 
 
 def js_json_parse(text: Any) -> Any:
-    """``JSON.parse(text)``: strict JSON (no NaN/Infinity, only JSON whitespace); raises JSONParseError with
-    a V8-like message ("Unexpected end of JSON input", "Unexpected token 'x', "…" is not valid JSON")."""
-    import json
+    """``JSON.parse(text)``: strict JSON; raises JSONParseError with V8's messages ("Unexpected end of JSON
+    input", "Unexpected token 'x', "…" is not valid JSON", "Expected ',' or ']' after array element in JSON
+    at position 3", …). Integer literals become ``int``, other numbers ``float``."""
+    s = text if isinstance(text, str) else js_string(text)
+    try:  # fast path: the C parser, with the JS-only restriction (no NaN/Infinity literals)
+        return json.loads(s, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        pass
+    try:  # slow path: the same grammar, for V8's error message
+        return _JSONParser(s).parse()
+    except RecursionError:
+        raise JSONParseError("Maximum call stack size exceeded") from None
 
-    s = js_string(text) if not isinstance(text, str) else text
-    if s.strip(" \t\n\r") == "":
-        raise JSONParseError("Unexpected end of JSON input")
-    try:
-        return json.loads(s, parse_constant=_json_reject_constant)
-    except ValueError as exc:
-        pos = getattr(exc, "pos", None)
-        if pos is None:  # NaN / Infinity literal
-            idx = min((s.find(c) for c in ("N", "I", "-I") if s.find(c) >= 0), default=0)
-            pos = idx
-        if pos >= len(s.rstrip(" \t\n\r")):
-            raise JSONParseError("Unexpected end of JSON input") from None
-        shown = s if len(s) <= 30 else s[:30] + "..."
-        raise JSONParseError(f"Unexpected token '{s[pos]}', \"{shown}\" is not valid JSON") from None
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(name)
 
 
 # -- decimal.js ---------------------------------------------------------------------------------------
@@ -448,8 +711,11 @@ def decimal_to_js_string(d: Decimal) -> str:
     return "-" + s if d.is_signed() else s
 
 
+MAX_DECIMAL_PLACES = 100_000  # decimal.js allows 1e9; a bound so one node cannot build a gigabyte string
+
+
 def _check_dp(dp: Any) -> int:
-    if not is_js_number(dp) or not math.isfinite(dp) or dp != int(dp) or dp < 0 or dp > 1e9:
+    if not is_js_number(dp) or not math.isfinite(dp) or dp != int(dp) or dp < 0 or dp > MAX_DECIMAL_PLACES:
         raise DecimalArgumentError(dp)
     return int(dp)
 

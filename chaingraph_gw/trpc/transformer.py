@@ -59,8 +59,10 @@ def _plain(value: Any) -> Any:
         return v.strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}Z"
     if isinstance(value, (set, frozenset, sj.JSSet, sj.JSMap)):
         return {}
-    if isinstance(value, BaseException):
-        return {}
+    if isinstance(value, (BaseException, sj.JSError, sj.JSRegExp)):
+        return {}  # JSON.stringify(new Error()) / of a RegExp is {}
+    if isinstance(value, (sj.JSURL, sj.BigInt)):
+        return str(value) if isinstance(value, sj.JSURL) else int(value)
     if hasattr(value, "model_dump"):
         return _plain(value.model_dump(mode="python", by_alias=True))
     if isinstance(value, int):

@@ -84,7 +84,7 @@ class TextSearchNode(NodeType):
     description = "Case-insensitive test whether the source text contains the search text"
     tags = ("text", "search", "contains", "string")
     ports = (
-        string("sourceText", default="", title="Source Text", ui={"isTextArea": True}),
+        string("sourceText", default="", title="Source Text"),
         string("searchText", default="", title="Search Text"),
         boolean("result", direction="output", default=False, title="Result"),
     )

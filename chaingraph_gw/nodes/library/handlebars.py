@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..jsbridge import js_json_stringify, js_string, js_truthy, utf16_len
+from ..jsbridge import js_json_stringify, js_loose_equal, js_number, js_string, js_truthy, utf16_len
 from ..sdk import UNSET
 from .yaml_style import yaml_stringify
 
@@ -31,7 +31,12 @@ __all__ = ["HandlebarsError", "Template", "compile_template", "render"]
 
 
 class HandlebarsError(Exception):
-    """A Handlebars compile or runtime error; ``str()`` is Handlebars' own message."""
+    """A Handlebars compile or runtime error; ``str()`` is Handlebars' own message and ``js_name`` the JS
+    error class it would be (``Error``, or ``TypeError`` for calling a non-function)."""
+
+    def __init__(self, message: str, js_name: str = "Error") -> None:
+        super().__init__(message)
+        self.js_name = js_name
 
 
 # -- lexing -------------------------------------------------------------------------------------------
@@ -43,6 +48,7 @@ _EXPR_TOKENS = re.compile("|".join((
     r"(?P<WS>\s+)",
     r"(?P<OPEN_SEXPR>\()",
     r"(?P<CLOSE_SEXPR>\))",
+    r"(?P<CLOSE_RAW_BLOCK>\}\}\}\})",
     r"(?P<CLOSE_UNESCAPED>\}~?\}\})",
     r"(?P<CLOSE>~?\}\})",
     r'(?P<STRING>"(?:\\["]|[^"])*"|' + r"'(?:\\[']|[^'])*')",
@@ -80,6 +86,7 @@ class _Tag:
     strip_close: bool = False
     tokens: list[_Tok] = field(default_factory=list)
     close_tok: _Tok | None = None
+    raw_content: str = ""
 
 
 @dataclass
@@ -110,38 +117,52 @@ def _parse_error(src: str, pos: int, match: str, expecting: str, got: str) -> Ha
                            f"Expecting {expecting}, got '{got}'")
 
 
-def _lexical_error(src: str, pos: int) -> HandlebarsError:
+def _lexical_error(src: str, pos: int, past_end: int | None = None) -> HandlebarsError:
+    """Jison's lexer error; ``past_end`` is how far its 'past input' reaches (it can run past ``pos`` when
+    the lexer backed up, which shows part of the text twice, as Handlebars does)."""
     line = src.count("\n", 0, pos) + 1
-    return HandlebarsError(f"Lexical error on line {line}. Unrecognized text.\n{_show_position(src, pos, '')}")
+    past = src[:pos if past_end is None else past_end]
+    pre = ("..." if len(past) > 20 else "") + past[-20:].replace("\n", "")
+    nxt = (src[pos:pos + 20] + ("..." if len(src) - pos > 20 else "")).replace("\n", "")
+    return HandlebarsError(f"Lexical error on line {line}. Unrecognized text.\n{pre}{nxt}\n{'-' * len(pre)}^")
 
 
-_EXPECT_STATEMENT = ("'CONTENT', 'COMMENT', 'OPEN_RAW_BLOCK', 'OPEN_BLOCK', 'OPEN_INVERSE', 'OPEN_PARTIAL', "
-                     "'OPEN_PARTIAL_BLOCK', 'OPEN', 'OPEN_UNESCAPED'")
-_EXPECT_EXPR = ("'ID', 'STRING', 'NUMBER', 'BOOLEAN', 'UNDEFINED', 'NULL', 'DATA', 'OPEN_SEXPR'")
-_EXPECT_CLOSE = "'CLOSE', 'CLOSE_UNESCAPED', 'CLOSE_SEXPR', 'ID', 'EQUALS', 'OPEN_BLOCK_PARAMS', 'SEP'"
+_EXPECT_ROOT_START = ("'EOF', 'COMMENT', 'CONTENT', 'OPEN_RAW_BLOCK', 'OPEN_BLOCK', 'OPEN_INVERSE', 'OPEN', "
+                      "'OPEN_UNESCAPED', 'OPEN_PARTIAL', 'OPEN_PARTIAL_BLOCK'")
+_EXPECT_BLOCK_START = ("'COMMENT', 'CONTENT', 'OPEN_RAW_BLOCK', 'OPEN_BLOCK', 'OPEN_INVERSE', 'OPEN_ENDBLOCK', 'OPEN', "
+                       "'OPEN_UNESCAPED', 'OPEN_PARTIAL', 'OPEN_PARTIAL_BLOCK'")
+_EXPECT_PROGRAM_START = ("'COMMENT', 'CONTENT', 'OPEN_RAW_BLOCK', 'OPEN_BLOCK', 'OPEN_INVERSE', 'OPEN_INVERSE_CHAIN', "
+                         "'INVERSE', 'OPEN_ENDBLOCK', 'OPEN', 'OPEN_UNESCAPED', 'OPEN_PARTIAL', 'OPEN_PARTIAL_BLOCK'")
+_EXPECT_SEXPR = "'OPEN_SEXPR', 'CLOSE_SEXPR', 'ID', 'STRING', 'NUMBER', 'BOOLEAN', 'UNDEFINED', 'NULL', 'DATA'"
+_EXPECT_HELPER = "'ID', 'STRING', 'NUMBER', 'BOOLEAN', 'UNDEFINED', 'NULL', 'DATA'"
+_EXPECT_PARAM = "'OPEN_SEXPR', 'ID', 'STRING', 'NUMBER', 'BOOLEAN', 'UNDEFINED', 'NULL', 'DATA'"
+_EXPECT_AFTER = ("'CLOSE_RAW_BLOCK', 'CLOSE', 'CLOSE_UNESCAPED', 'OPEN_SEXPR', 'CLOSE_SEXPR', 'ID', "
+                 "'OPEN_BLOCK_PARAMS', 'STRING', 'NUMBER', 'BOOLEAN', 'UNDEFINED', 'NULL', 'DATA', 'SEP'")
+_OPERAND_START = ("OPEN_SEXPR", "STRING", "NUMBER", "BOOLEAN", "NULL", "UNDEFINED", "DATA", "ID")
 
 
-def _lex_expr(src: str, pos: int, triple: bool) -> tuple[list[_Tok], _Tok]:
-    """Tokens of one mustache's inside, up to and including its close."""
+def _lex_expr(src: str, pos: int, close_kind: str) -> tuple[list[_Tok], _Tok | None]:
+    """Tokens of one mustache's inside up to its close token (``None`` when lexing stops at an INVALID
+    character or at EOF; that token is then the last one in the list, for the parser to report)."""
     toks: list[_Tok] = []
     n = len(src)
     while True:
         if pos >= n:
-            raise _parse_error(src, n, "", _EXPECT_CLOSE, "EOF")
+            toks.append(_Tok("EOF", None, n, ""))
+            return toks, None
         m = _EXPR_TOKENS.match(src, pos)
         if not m:
-            raise _lexical_error(src, pos)
+            toks.append(_Tok("INVALID", src[pos], pos, src[pos]))
+            return toks, None
         kind = m.lastgroup or ""
         text = m.group(0)
         if kind == "WS":
             pos = m.end()
             continue
-        if kind in ("CLOSE", "CLOSE_UNESCAPED"):
-            want = "CLOSE_UNESCAPED" if triple else "CLOSE"
-            if kind != want:
-                if not triple and kind == "CLOSE_UNESCAPED":  # '}}}' after a plain mustache
-                    return toks, _Tok("CLOSE", "~" in text, pos, text[1:])
-                raise _parse_error(src, pos, text, "'CLOSE_UNESCAPED'" if triple else "'CLOSE'", kind)
+        if kind in ("CLOSE", "CLOSE_UNESCAPED", "CLOSE_RAW_BLOCK"):
+            if kind != close_kind:
+                toks.append(_Tok(kind, None, pos, text))
+                return toks, None
             return toks, _Tok(kind, "~" in text, pos, text)
         if kind == "STRING":
             q = text[0]
@@ -177,10 +198,10 @@ def _scan(src: str) -> list[_Text | _Tag]:
     i, n = 0, len(src)
 
     def flush(upto_pos: int) -> None:
-        if text_buf:
-            s = "".join(text_buf)
+        s = "".join(text_buf)
+        if s:
             out.append(_Text(s, s, text_start))
-            text_buf.clear()
+        text_buf.clear()
 
     while i < n:
         j = src.find("{{", i)
@@ -210,7 +231,20 @@ def _scan(src: str) -> list[_Text | _Tag]:
             text_buf.append(src[i:j])
         flush(j)
         if src.startswith("{{{{", j):
-            raise _parse_error(src, j, "{{{{", _EXPECT_STATEMENT, "OPEN_RAW_BLOCK")
+            toks, close = _lex_expr(src, j + 4, "CLOSE_RAW_BLOCK")
+            tag = _Tag("raw", j, len(src), tokens=toks, close_tok=close)
+            out.append(tag)
+            if close is None:
+                break
+            body_start = close.pos + len(close.text)
+            name = next((t.text for t in toks if t.type == "ID"), "")
+            end_m = re.compile(r"\{\{\{\{/" + re.escape(name) + r"\}\}\}\}").search(src, body_start) if name else None
+            if end_m is None:
+                raise _lexical_error(src, body_start)
+            tag.raw_content = src[body_start:end_m.start()]
+            tag.end = end_m.end()
+            i = tag.end
+            continue
         m = _TAG_START.match(src, j)
         assert m is not None
         triple = bool(m.group("triple"))
@@ -226,7 +260,9 @@ def _scan(src: str) -> list[_Text | _Tag]:
                 else:
                     cm = re.compile(r"(~)?\}\}").search(src, k + 1)
                 if not cm:
-                    raise _lexical_error(src, j)
+                    if src.startswith("!--", k):
+                        raise _lexical_error(src, j, k + 2)
+                    raise _parse_error(src, k, "!", _EXPECT_HELPER, "INVALID")
                 tag.kind = "comment"
                 tag.strip_close = bool(cm.group(1))
                 tag.end = cm.end()
@@ -260,14 +296,17 @@ def _scan(src: str) -> list[_Text | _Tag]:
                 tag.kind, k = "unescaped_amp", k + 1
             elif ch == "*":
                 tag.kind, k = "decorator", k + 1
-        toks, close = _lex_expr(src, k, triple)
+        toks, close = _lex_expr(src, k, "CLOSE_UNESCAPED" if triple else "CLOSE")
         tag.tokens = toks
         tag.close_tok = close
-        tag.strip_close = bool(close.value)
-        tag.end = close.pos + len(close.text)
         if tag.kind == "unescaped_amp":
             tag.kind = "unescaped"
         out.append(tag)
+        if close is None:  # the parser reports the bad token; nothing after it is scanned
+            tag.end = len(src)
+            return out
+        tag.strip_close = bool(close.value)
+        tag.end = close.pos + len(close.text)
         i = tag.end
     flush(n)
     return out
@@ -334,6 +373,7 @@ class SubExpr:
     path: Any  # Path | Literal | SubExpr
     params: list[Any]
     hash: dict[str, Any]
+    loc: dict[str, Any] | None = None  # {"start": {line, column}, "end": {...}} of the statement
 
 
 @dataclass
@@ -365,23 +405,28 @@ class Partial:
 class _ExprParser:
     def __init__(self, src: str, tag: _Tag) -> None:
         self.src = src
+        self.tag = tag
         self.toks = tag.tokens
         self.close = tag.close_tok
         self.i = 0
+        self.sexpr_depth = 0
 
     def peek(self, k: int = 0) -> _Tok | None:
         j = self.i + k
         return self.toks[j] if j < len(self.toks) else None
 
-    def error(self, expecting: str = _EXPECT_EXPR) -> HandlebarsError:
+    def error(self, expecting: str) -> HandlebarsError:
         t = self.peek() or self.close
         assert t is not None
+        if t.type in ("CLOSE", "CLOSE_UNESCAPED", "CLOSE_RAW_BLOCK") and expecting == _EXPECT_AFTER:
+            if self.sexpr_depth:
+                return _parse_error(self.src, t.pos, t.text, _EXPECT_SEXPR, t.type)
+            want = "CLOSE_UNESCAPED" if self.tag.kind == "unescaped" and self.tag.pos + 2 < len(self.src) and \
+                self.src[self.tag.pos + 2] == "{" else "CLOSE"
+            expecting = f"'{want}', " + _EXPECT_PARAM
         return _parse_error(self.src, t.pos, t.text, expecting, t.type)
 
     def path(self, data: bool) -> Path:
-        t = self.peek()
-        if t is None or t.type != "ID":
-            raise self.error("'ID'")
         segs: list[tuple[str, bool]] = []  # (segment, was_bracketed)
         original = "@" if data else ""
         while True:
@@ -413,16 +458,18 @@ class _ExprParser:
                 parts.append(seg)
         return Path(parts, original, depth, data, scoped)
 
-    def operand(self) -> Any:
+    def operand(self, expecting: str) -> Any:
         t = self.peek()
-        if t is None:
-            raise self.error()
+        if t is None or t.type not in _OPERAND_START:
+            raise self.error(expecting)
         if t.type == "OPEN_SEXPR":
             self.i += 1
-            sub = self.sexpr_body()
+            self.sexpr_depth += 1
+            sub = self.sexpr_body(in_sexpr=True)
             t2 = self.peek()
             if t2 is None or t2.type != "CLOSE_SEXPR":
-                raise self.error("'CLOSE_SEXPR'")
+                raise self.error(_EXPECT_AFTER)
+            self.sexpr_depth -= 1
             self.i += 1
             return sub
         if t.type in ("STRING", "NUMBER", "BOOLEAN", "NULL", "UNDEFINED"):
@@ -431,36 +478,42 @@ class _ExprParser:
         if t.type == "DATA":
             self.i += 1
             return self.path(True)
-        if t.type == "ID":
-            return self.path(False)
-        raise self.error()
+        return self.path(False)
 
-    def sexpr_body(self) -> SubExpr:
-        head = self.operand()
+    def sexpr_body(self, in_sexpr: bool = False) -> SubExpr:
+        head = self.operand(_EXPECT_PARAM if in_sexpr else _EXPECT_HELPER)
         params: list[Any] = []
         hsh: dict[str, Any] = {}
         while True:
             t = self.peek()
             if t is None or t.type in ("CLOSE_SEXPR", "OPEN_BLOCK_PARAMS"):
                 break
+            if t.type not in _OPERAND_START:
+                raise self.error(_EXPECT_AFTER)
             nt = self.peek(1)
             if t.type == "ID" and nt is not None and nt.type == "EQUALS":
                 self.i += 2
                 key = t.value[1] if isinstance(t.value, tuple) else t.value
-                hsh[key] = self.operand()
+                hsh[key] = self.operand(_EXPECT_PARAM)
                 continue
-            if hsh:
+            if hsh:  # after a hash pair only more `key=value` pairs may follow
+                if t.type == "ID":
+                    self.i += 1
+                    raise self.error("'EQUALS'")
                 raise self.error("'ID'")
-            params.append(self.operand())
+            params.append(self.operand(_EXPECT_PARAM))
         return SubExpr(head, params, hsh)
 
     def mustache(self, allow_block_params: bool) -> tuple[SubExpr, list[str]]:
         expr = self.sexpr_body()
+        sl, sc = _line_col(self.src, self.tag.pos)
+        el, ec = _line_col(self.src, self.tag.end)
+        expr.loc = {"start": {"line": sl, "column": sc}, "end": {"line": el, "column": ec}}
         bparams: list[str] = []
         t = self.peek()
         if t is not None and t.type == "OPEN_BLOCK_PARAMS":
             if not allow_block_params:
-                raise self.error(_EXPECT_CLOSE)
+                raise self.error(_EXPECT_AFTER)
             self.i += 1
             while True:
                 t = self.peek()
@@ -474,13 +527,19 @@ class _ExprParser:
                 bparams.append(t.value[1] if isinstance(t.value, tuple) else t.value)
                 self.i += 1
         if self.peek() is not None:
-            raise self.error(_EXPECT_CLOSE)
+            raise self.error(_EXPECT_AFTER)
         return expr, bparams
+
+    def name_pos(self) -> int:
+        return self.toks[0].pos if self.toks else self.tag.pos
 
 
 def _expr_name(expr: SubExpr) -> str:
     p = expr.path
     return p.original if isinstance(p, (Path, Literal)) else "sexpr"
+
+
+_STRAY = {"close": "OPEN_ENDBLOCK", "inverse": "INVERSE", "else_chain": "OPEN_INVERSE_CHAIN"}
 
 
 class _Parser:
@@ -489,28 +548,27 @@ class _Parser:
         self.items = items
         self.i = 0
 
-    def _eof_error(self) -> HandlebarsError:
-        return _parse_error(self.src, len(self.src), "", "'OPEN_INVERSE_CHAIN', 'INVERSE', 'OPEN_ENDBLOCK'",
-                            "EOF")
+    def _tag_error(self, tag: _Tag, expecting: str, got: str) -> HandlebarsError:
+        return _parse_error(self.src, tag.pos, self.src[tag.pos:tag.end], expecting, got)
 
-    def _tag_error(self, tag: _Tag, got: str) -> HandlebarsError:
-        return _parse_error(self.src, tag.pos, self.src[tag.pos:tag.end], "'EOF', " + _EXPECT_STATEMENT, got)
-
-    def program(self, in_block: bool) -> list[Any]:
+    def program(self, in_block: bool, part: str = "program") -> tuple[list[Any], int]:
+        """Statements up to a block terminator (or EOF at the root); also how many items were consumed."""
         nodes: list[Any] = []
+        consumed = 0
         while self.i < len(self.items):
             it = self.items[self.i]
             if isinstance(it, _Text):
                 if it.value:
                     nodes.append(TextNode(it.value))
                 self.i += 1
+                consumed += 1
                 continue
-            if it.kind in ("close", "inverse", "else_chain"):
+            if it.kind in _STRAY:
                 if not in_block:
-                    got = {"close": "OPEN_ENDBLOCK", "inverse": "INVERSE", "else_chain": "OPEN_INVERSE_CHAIN"}
-                    raise self._tag_error(it, got[it.kind])
-                return nodes
+                    raise self._tag_error(it, "'EOF'" if consumed else _EXPECT_ROOT_START, _STRAY[it.kind])
+                return nodes, consumed
             self.i += 1
+            consumed += 1
             if it.kind == "comment":
                 continue
             ep = _ExprParser(self.src, it)
@@ -521,43 +579,54 @@ class _Parser:
             elif it.kind == "partial":
                 expr, _ = ep.mustache(False)
                 nodes.append(Partial(_expr_name(expr)))
+            elif it.kind == "raw":
+                expr, _ = ep.mustache(False)
+                nodes.append(Block(expr, [TextNode(it.raw_content)], None, []))
             else:  # open, open_inverse, open_partial_block, open_decorator_block
-                nodes.append(self.block(it, ep, it))
+                nodes.append(self.block(it, ep, ep.name_pos()))
         if in_block:
-            raise self._eof_error()
-        return nodes
+            if part == "inverse":
+                expecting = "'OPEN_ENDBLOCK'" if consumed else _EXPECT_BLOCK_START
+            else:
+                expecting = "'OPEN_INVERSE_CHAIN', 'INVERSE', 'OPEN_ENDBLOCK'" if consumed else _EXPECT_PROGRAM_START
+            raise _parse_error(self.src, len(self.src), "", expecting, "EOF")
+        return nodes, consumed
 
-    def block(self, open_tag: _Tag, ep: _ExprParser, root_tag: _Tag, root_name: str | None = None) -> Block:
+    def block(self, open_tag: _Tag, ep: _ExprParser, root_pos: int, root_name: str | None = None) -> Block:
         """A block from its open tag (or an ``{{else x}}`` link of a chain) to its close tag."""
         expr, bparams = ep.mustache(True)
         if root_name is None:
             root_name = _expr_name(expr)
-        program = self.program(True)
+        program, _ = self.program(True)
         inverse: list[Any] | None = None
-        if self.i >= len(self.items):
-            raise self._eof_error()
         tag = self.items[self.i]
         assert isinstance(tag, _Tag)
         if tag.kind == "inverse":
             self.i += 1
-            inverse = self.program(True)
+            inverse, consumed = self.program(True, "inverse")
+            close = self.items[self.i]
+            assert isinstance(close, _Tag)
+            if close.kind != "close":
+                raise self._tag_error(close, "'OPEN_ENDBLOCK'" if consumed else _EXPECT_BLOCK_START,
+                                      _STRAY[close.kind])
         elif tag.kind == "else_chain":
             self.i += 1
-            chained = self.block(tag, _ExprParser(self.src, tag), root_tag, root_name)  # shares our close
+            chained = self.block(tag, _ExprParser(self.src, tag), root_pos, root_name)  # shares our close
             return Block(expr, program, [chained], bparams, inverted=open_tag.kind == "open_inverse")
-        if self.i >= len(self.items):
-            raise self._eof_error()
         close = self.items[self.i]
-        assert isinstance(close, _Tag)
-        if close.kind != "close":
-            raise _parse_error(self.src, close.pos, self.src[close.pos:close.end], "'OPEN_ENDBLOCK'",
-                               "INVERSE" if close.kind == "inverse" else "OPEN_INVERSE_CHAIN")
+        assert isinstance(close, _Tag) and close.kind == "close"
         self.i += 1
-        close_expr, _ = _ExprParser(self.src, close).mustache(False)
-        close_name = _expr_name(close_expr)
+        cp = _ExprParser(self.src, close)
+        close_head = cp.operand(_EXPECT_HELPER)
+        if cp.peek() is not None:
+            raise cp.error("'CLOSE'")
+        close_name = _expr_name(SubExpr(close_head, [], {}))
         if root_name != close_name:
-            line, col = _line_col(self.src, root_tag.pos)
+            line, col = _line_col(self.src, root_pos)
             raise HandlebarsError(f"{root_name} doesn't match {close_name} - {line}:{col}")
+        if expr.loc is not None:  # a block's loc spans it up to its close tag
+            el, ec = _line_col(self.src, close.end)
+            expr.loc = {"start": expr.loc["start"], "end": {"line": el, "column": ec}}
         return Block(expr, program, inverse, bparams, inverted=open_tag.kind == "open_inverse",
                      partial_block=open_tag.kind == "open_partial_block",
                      decorator=open_tag.kind == "open_decorator_block")
@@ -575,11 +644,8 @@ def _is_empty(v: Any) -> bool:
 
 
 def _same_context(a: Any, b: Any) -> bool:
-    if a is b:
-        return True
-    if isinstance(a, (dict, list)) or isinstance(b, (dict, list)):
-        return False
-    return type(a) is type(b) and a == b
+    """Handlebars pushes a new depth when ``context != depths[0]`` (JS loose equality)."""
+    return js_loose_equal(a, b)
 
 
 def lookup_property(obj: Any, name: str) -> Any:
@@ -612,6 +678,14 @@ class Options:
     inverse: Callable[..., str]
     is_block: bool
     scope: _Scope
+    loc: dict[str, Any] | None = None
+
+    def js_object(self) -> dict[str, Any]:
+        """What the JS options object looks like as data (functions dropped), e.g. for ``{{json}}``."""
+        out: dict[str, Any] = {"name": self.name, "hash": self.hash, "data": self.data}
+        if self.loc is not None:
+            out["loc"] = self.loc
+        return out
 
 
 @dataclass
@@ -644,9 +718,12 @@ class _Renderer:
     # values
     def resolve(self, p: Path, scope: _Scope) -> Any:
         if p.data:
-            if not p.parts:
+            frame: Any = scope.data
+            for _ in range(p.depth):  # @../index: the parent data frame
+                frame = frame.get("_parent") if isinstance(frame, dict) else None
+            if not p.parts or not isinstance(frame, dict):
                 return UNSET
-            v = scope.data.get(p.parts[0], UNSET)
+            v = frame.get(p.parts[0], UNSET)
             rest = p.parts[1:]
         else:
             if p.depth == 0 and not p.scoped and p.parts:
@@ -683,13 +760,22 @@ class _Renderer:
             return p.parts[0]
         return None
 
+    def missing_helper(self, expr: SubExpr, scope: _Scope) -> HandlebarsError:
+        """``{{name arg}}`` where name is no helper: Handlebars' helperMissing, or a TypeError when the
+        context has a (non-function) value under that name."""
+        name = self.helper_name(expr)
+        if name is not None and lookup_property(scope.depths[0], name) not in (None, UNSET):
+            return HandlebarsError("(lookupProperty(...) || (depth0 && lookupProperty(...)) || "
+                                   "container.hooks.helperMissing).call is not a function", "TypeError")
+        return HandlebarsError(f'Missing helper: "{name if name is not None else _expr_name(expr)}"')
+
     def call(self, expr: SubExpr, scope: _Scope, program: list[Any] | None, inverse: list[Any] | None,
              sexpr: bool = False, block_params: list[str] | None = None) -> Any:
         name = self.helper_name(expr)
         helper = self.helpers.get(name) if name is not None else None
         if helper is None:
             if expr.params or expr.hash:
-                raise HandlebarsError(f'Missing helper: "{name if name is not None else _expr_name(expr)}"')
+                raise self.missing_helper(expr, scope)
             if sexpr:
                 return UNSET
             raise HandlebarsError(f'Missing helper: "{name}"')  # pragma: no cover - callers check
@@ -697,7 +783,7 @@ class _Renderer:
         hsh = {k: self.value(v, scope) for k, v in expr.hash.items()}
         opts = Options(name or "", hsh, scope.depths[0], scope.data,
                        self._fn(program, scope, block_params), self._fn(inverse, scope, None),
-                       program is not None, scope)
+                       program is not None, scope, expr.loc)
         return helper(self, *args, opts)
 
     def _fn(self, program: list[Any] | None, scope: _Scope, names: list[str] | None) -> Callable[..., str]:
@@ -718,16 +804,38 @@ class _Renderer:
 
     # statements
     def program(self, nodes: list[Any], scope: _Scope) -> str:
+        # The compiled JS template is one `a + b + c` chain of the statements' values (null/undefined →
+        # ''). With noEscape the mustache values are not stringified first, so leading numbers/booleans
+        # add up (`{{n}}{{m}}` with 1 and 2 gives "3") until a string enters the chain.
         out: list[str] = []
+        acc: Any = None  # a non-string primitive at the head of the chain
         for node in nodes:
             if isinstance(node, TextNode):
-                out.append(node.value)
+                value: Any = node.value
             elif isinstance(node, Mustache):
-                out.append(_out(self.mustache(node.expr, scope)))
+                value = self.mustache(node.expr, scope)
+                if value is None or value is UNSET:
+                    value = ""
             elif isinstance(node, Block):
-                out.append(self.block(node, scope))
+                value = self.block(node, scope)
             elif isinstance(node, Partial):
                 raise HandlebarsError(f"The partial {node.name} could not be found")
+            else:  # pragma: no cover
+                continue
+            if not out and acc is None:
+                if isinstance(value, (bool, int, float)):
+                    acc = value
+                else:
+                    out.append(_out(value))
+            elif acc is not None and isinstance(value, (bool, int, float)):
+                acc = js_number(acc) + js_number(value)
+            else:
+                if acc is not None:
+                    out.append(js_string(acc))
+                    acc = None
+                out.append(_out(value))
+        if acc is not None:
+            out.append(js_string(acc))
         return "".join(out)
 
     def mustache(self, expr: SubExpr, scope: _Scope) -> Any:
@@ -735,7 +843,7 @@ class _Renderer:
         if name is not None and name in self.helpers:
             return self.call(expr, scope, None, None)
         if expr.params or expr.hash:
-            raise HandlebarsError(f'Missing helper: "{name if name is not None else _expr_name(expr)}"')
+            raise self.missing_helper(expr, scope)
         head = expr.path
         if isinstance(head, Literal):  # {{"a b"}} / {{1}}: a property lookup by that name
             key = _out(head.value) if head.value is not UNSET else "undefined"
@@ -755,7 +863,7 @@ class _Renderer:
             return _out(self.call(b.expr, scope, program if program is not None else [], inverse,
                                   block_params=b.block_params))
         if b.expr.params or b.expr.hash:
-            raise HandlebarsError(f'Missing helper: "{_expr_name(b.expr)}"')
+            raise self.missing_helper(b.expr, scope)
         value = self.value(b.expr.path, scope)
         fn = self._fn(program, scope, b.block_params)
         inv = self._fn(inverse, scope, None)
@@ -772,7 +880,7 @@ class _Renderer:
 
 
 def _frame(data: dict[str, Any]) -> dict[str, Any]:
-    f = dict(data)
+    f = {k: v for k, v in data.items() if k != "_parent"}
     f["_parent"] = data
     return f
 
@@ -782,7 +890,7 @@ def _each_list(items: list[Any], fn: Callable[..., str], data: dict[str, Any]) -
     n = len(items)
     for i, item in enumerate(items):
         f = _frame(data)
-        f.update(index=i, key=i, first=i == 0, last=i == n - 1)
+        f.update(key=i, index=i, first=i == 0, last=i == n - 1)
         out.append(fn(item, data=f, block_params=[item, i]))
     return "".join(out)
 
@@ -869,26 +977,30 @@ def _h_log(r: _Renderer, *args: Any) -> str:
     return ""
 
 
+def _first_arg(args: tuple[Any, ...]) -> Any:
+    """A one-argument JS helper called without arguments receives the options object."""
+    return args[0] if len(args) >= 2 else args[-1].js_object()
+
+
 def _h_json(r: _Renderer, *args: Any) -> Any:
-    if len(args) < 2:
-        return UNSET
-    s = js_json_stringify(args[0], 2)
+    s = js_json_stringify(_first_arg(args), 2)
     return UNSET if s is None else s
 
 
 def _h_yaml(r: _Renderer, *args: Any) -> Any:
-    if len(args) < 2 or args[0] is UNSET:
-        return UNSET
-    return yaml_stringify(args[0])
+    if len(args) < 2:  # YAML.stringify(options) meets its function members
+        raise HandlebarsError("Tag not resolved for Function value")
+    v = args[0]
+    return UNSET if v is UNSET else yaml_stringify(v)
 
 
 def _h_upper(r: _Renderer, *args: Any) -> str:
-    v = args[0] if len(args) >= 2 else UNSET
+    v = _first_arg(args)
     return js_string(v).upper() if js_truthy(v) else ""
 
 
 def _h_lower(r: _Renderer, *args: Any) -> str:
-    v = args[0] if len(args) >= 2 else UNSET
+    v = _first_arg(args)
     return js_string(v).lower() if js_truthy(v) else ""
 
 
@@ -904,7 +1016,7 @@ BUILTIN_HELPERS: dict[str, Helper] = {
 def compile_template(src: str) -> Template:
     items = _scan(src)
     _apply_whitespace(items)
-    return Template(src, _Parser(src, items).program(False))
+    return Template(src, _Parser(src, items).program(False)[0])
 
 
 def render(src: str, context: Any, helpers: dict[str, Helper] | None = None,

@@ -97,7 +97,7 @@ class HandlebarsTemplateNode(NodeType):
         try:
             ctx.values["renderedText"] = render(js_string(template), variables, log=log)
         except HandlebarsError as exc:
-            raise NodeError(f"Handlebars template rendering failed: Error: {exc}") from None
+            raise NodeError(f"Handlebars template rendering failed: {exc.js_name}: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - e.g. a circular value in {{json}}
             raise NodeError(f"Handlebars template rendering failed: {js_error_repr(exc)}") from None
 

@@ -411,9 +411,21 @@ def yaml_stringify(value: Any, directives: bool = False) -> str:
 
 # -- parsing (YAML 1.2 core schema) ----------------------------------------------------------------
 
+MAX_ALIASES = 100  # like the yaml package's maxAliasCount: refuse alias bombs
+
+
 class _CoreLoader(pyyaml.SafeLoader):
     """SafeLoader with YAML 1.2 core-schema implicit types (``yes``/``on`` stay strings, no sexagesimal
-    numbers or timestamps)."""
+    numbers or timestamps) and a bound on alias references."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(pyyaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > MAX_ALIASES:
+                raise pyyaml.composer.ComposerError(
+                    None, None, "Excessive alias count indicates a resource exhaustion attack",
+                    self.peek_event().start_mark)
+        return super().compose_node(parent, index)
 
 
 _CoreLoader.yaml_implicit_resolvers = {}
@@ -455,9 +467,22 @@ _CoreLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 _CoreLoader.add_constructor("tag:yaml.org,2002:bool", _construct_bool)
 
 
+def _check_acyclic(value: Any, stack: set[int]) -> None:
+    if isinstance(value, (dict, list)):
+        if id(value) in stack:
+            raise ValueError("Recursive aliases are not supported")
+        stack.add(id(value))
+        for v in value.values() if isinstance(value, dict) else value:
+            _check_acyclic(v, stack)
+        stack.discard(id(value))
+
+
 def yaml_parse(text: str) -> Any:
-    """``YAML.parse(text)``: one document, YAML 1.2 core schema. Raises ValueError on bad YAML."""
+    """``YAML.parse(text)``: one document, YAML 1.2 core schema. Raises ValueError on bad YAML (and on
+    recursive aliases, which would make a value that cannot be copied or serialized)."""
     try:
-        return pyyaml.load(text, Loader=_CoreLoader)
+        value = pyyaml.load(text, Loader=_CoreLoader)
     except pyyaml.YAMLError as exc:
         raise ValueError(str(exc)) from None
+    _check_acyclic(value, set())
+    return value
