@@ -88,12 +88,12 @@ def authed(call: Call, proceed: Callable[[], Any]) -> Any:
 
 async def _execution_guard(call: Call, proceed: Callable[[], Any]) -> Any:
     ctx: RequestContext = call.ctx
+    if ctx.user is None:
+        raise TRPCError("UNAUTHORIZED")  # ChainGraph's execution guard is built on the authed one
     raw = call.raw_input
     exec_id = raw.get("executionId") if isinstance(raw, dict) else None
     if not isinstance(exec_id, str):
         raise TRPCError("BAD_REQUEST", "Parameter executionId is required for this procedure")
-    if ctx.user is None:
-        raise TRPCError("UNAUTHORIZED", "User not authenticated")
     services = ctx.services
     rec = await services.executions.get(exec_id)
     call.state["execution"] = rec
@@ -276,6 +276,11 @@ async def follow_events(
     very slow consumer), we go back to the log instead of buffering without bound.
     """
     next_index = from_index
+    if stop_at_terminal and from_index > 0:
+        # Resuming after the terminal event: nothing more will ever come.
+        previous = await services.events.read(execution_id, from_index - 1, 1)
+        if previous and previous[0].type in TERMINAL_EVENTS:
+            return
     while True:
         sub = await services.bus.subscribe(execution_id)
         try:
@@ -301,7 +306,7 @@ async def follow_events(
                 batch = [first] if first.index >= next_index else []
                 deadline = time.monotonic() + batch_timeout
                 while len(batch) < max_batch:
-                    more = sub.drain()
+                    more = sub.drain(max_batch - len(batch))
                     if more:
                         batch.extend(e for e in more if e.index >= next_index)
                         continue

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..flow import ids
 from ..flow.chaingraph_import import import_chaingraph, is_chaingraph_document
 from ..flow.document import FlowValidationError, validate_document
-from ..services.interfaces import VersionConflict
+from ..services.interfaces import NotFound, VersionConflict
 from ..services.records import FlowRecord
 from ..trpc.errors import TRPCError
 from ..trpc.router import Call, Router
@@ -101,7 +101,11 @@ def flows_router() -> Router:
     async def list_(call: Call) -> dict[str, Any]:
         ctx: RequestContext = call.ctx
         owner = None if ctx.user.is_admin else ctx.user.id
-        rows = await ctx.services.flows.list(owner, call.input.limit + 1, call.input.after)
+        try:
+            rows = await ctx.services.flows.list(owner, call.input.limit + 1, call.input.after)
+        except NotFound:
+            raise TRPCError("BAD_REQUEST", f"Unknown cursor {call.input.after!r} (the flow no longer exists?); "
+                                           "list again from the start") from None
         page = rows[: call.input.limit]
         return {"items": [flow_summary(r) for r in page],
                 "nextCursor": page[-1].id if len(rows) > call.input.limit else None}

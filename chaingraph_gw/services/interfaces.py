@@ -266,8 +266,8 @@ class ISubscription(Interface):
         """The next event, waiting for one.  Raises :class:`SubscriptionOverflow` once
         overflowed, :class:`SubscriptionClosed` when closed (also wakes a waiting get)."""
 
-    def drain():
-        """All events queued right now (possibly []), without waiting.  Raises
+    def drain(limit=None):
+        """Events queued right now (possibly [], at most ``limit``), without waiting.  Raises
         :class:`SubscriptionOverflow` once overflowed; [] when closed."""
 
     def close():

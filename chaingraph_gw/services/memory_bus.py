@@ -123,12 +123,15 @@ class Subscription:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
 
-    def drain(self) -> list[StoredEvent]:
+    def drain(self, limit: int | None = None) -> list[StoredEvent]:
+        """Everything queued (at most ``limit`` events), without waiting."""
         if self.overflowed:
             raise SubscriptionOverflow(self.execution_id, self.maxsize)
-        out = list(self._buf)
-        self._buf.clear()
-        return out
+        if limit is None or limit >= len(self._buf):
+            out = list(self._buf)
+            self._buf.clear()
+            return out
+        return [self._buf.popleft() for _ in range(max(limit, 0))]
 
     def close(self) -> None:
         if self.closed:

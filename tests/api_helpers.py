@@ -1,0 +1,677 @@
+"""Helpers for the API tests: a real gateway (embedded backend) per test, tRPC clients, flows.
+
+Everything runs on the asyncio reactor's loop (trial ``--reactor=asyncio``); tests are
+``async def`` methods decorated with :func:`tests.helpers.async_test`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet import reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.trial.unittest import TestCase
+
+from chaingraph_gw.api.auth import mint_token
+from chaingraph_gw.api.wire_types import ExecutionEventImpl, register_wire_types
+from chaingraph_gw.config import load_settings
+from chaingraph_gw.service import make_gateway_service
+from chaingraph_gw.trpc import superjson as sj
+
+from .helpers import aw, deferred_from
+
+SECRET = "test-secret"
+TERMINAL = ("flow:completed", "flow:failed", "flow:cancelled")
+
+register_wire_types()
+
+
+# -- flow documents (canonical form) ----------------------------------------------------------------
+
+def text_log_flow(text: str = "hello", name: str = "Text to log") -> dict[str, Any]:
+    """TextNode → DebugLogNode: finishes at once with one ``node:debug-log-string``."""
+    return {
+        "name": name,
+        "nodes": [
+            {"id": "text", "type": "TextNode", "values": {"text": text}},
+            {"id": "log", "type": "DebugLogNode"},
+        ],
+        "edges": [{"from": "text.text", "to": "log.message"}],
+    }
+
+
+def sleep_chain_flow(n: int = 3, ms: int = 100, name: str = "Sleep chain") -> dict[str, Any]:
+    """``s1 → s2 → … → sn``, each a SleepNode of ``ms`` milliseconds, chained by __success → __execute."""
+    nodes = [{"id": f"s{i}", "type": "SleepNode", "values": {"duration": ms}} for i in range(1, n + 1)]
+    edges = [{"from": f"s{i}.__success", "to": f"s{i + 1}.__execute"} for i in range(1, n)]
+    return {"name": name, "nodes": nodes, "edges": edges}
+
+
+def parallel_sleeps_flow(ids: list[str], ms: int = 100, name: str = "Parallel sleeps") -> dict[str, Any]:
+    """Independent SleepNodes (all ready at the start)."""
+    return {"name": name, "nodes": [{"id": i, "type": "SleepNode", "values": {"duration": ms}} for i in ids],
+            "edges": []}
+
+
+def emitter_flow(event: str = "order", payload: dict[str, Any] | None = None,
+                 name: str = "Emitter") -> dict[str, Any]:
+    """The root run emits ``event``; a child execution runs the listener branch (listener → log)."""
+    return {
+        "name": name,
+        "nodes": [
+            {"id": "emit", "type": "EventEmitterNode",
+             "values": {"eventName": event, "payload": payload if payload is not None else {"item": "tea"}}},
+            {"id": "listen", "type": "EventListenerNode",
+             "values": {"eventName": event, "outputData": {"item": ""}}},
+            {"id": "log", "type": "DebugLogNode"},
+        ],
+        "edges": [{"from": "listen.outputData.item", "to": "log.message"}],
+    }
+
+
+def nested_emitter_flow(name: str = "Nested emitter") -> dict[str, Any]:
+    """Root emits ``a`` → child (depth 1) whose listener triggers an emitter of ``b`` → grandchild (depth 2)."""
+    return {
+        "name": name,
+        "nodes": [
+            {"id": "emitA", "type": "EventEmitterNode", "values": {"eventName": "a", "payload": {"x": "1"}}},
+            {"id": "listenA", "type": "EventListenerNode", "values": {"eventName": "a", "outputData": {"x": ""}}},
+            {"id": "emitB", "type": "EventEmitterNode", "values": {"eventName": "b", "payload": {"y": "2"}}},
+            {"id": "listenB", "type": "EventListenerNode", "values": {"eventName": "b", "outputData": {"y": ""}}},
+            {"id": "logB", "type": "DebugLogNode"},
+        ],
+        "edges": [
+            {"from": "listenA.__success", "to": "emitB.__execute"},
+            {"from": "listenB.outputData.y", "to": "logB.message"},
+        ],
+    }
+
+
+# -- results --------------------------------------------------------------------------------------
+
+@dataclass
+class GatewayHandle:
+    root: Any
+    gw: Any
+    port: int
+    data_dir: str
+    stopped: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    @property
+    def services(self) -> Any:
+        return self.gw.backend
+
+
+def token(user_id: str, role: str = "user", ttl_seconds: int = 3600, secret: str = SECRET) -> str:
+    return mint_token(secret, user_id=user_id, role=role, ttl_seconds=ttl_seconds)
+
+
+class ApiTestCase(TestCase):
+    """Starts real gateways (embedded backend on a temp data dir) and connects tRPC clients."""
+
+    timeout = 20
+    auth_enabled = False
+
+    async def start_gateway(self, data_dir: str | None = None, **overrides: Any) -> GatewayHandle:
+        data_dir = data_dir or self.mktemp()
+        base: dict[str, Any] = {"port": 0, "data_dir": data_dir, "auth_enabled": self.auth_enabled,
+                                "load_examples": False, "drain_seconds": 0.2, "instance_id": "gw-api-test"}
+        if self.auth_enabled:
+            base["auth_jwt_secret"] = SECRET
+        base.update(overrides)
+        settings = load_settings(env={}, overrides=base)
+        root, gw = make_gateway_service(settings, with_backend=True)
+        root.startService()
+        listener = root.getServiceNamed("listener")
+        handle = GatewayHandle(root, gw, 0, data_dir)
+        self.addCleanup(lambda: deferred_from(self.stop_gateway(handle)))
+        await asyncio.wait_for(aw(listener.listening), 10)
+        handle.port = listener.listening_port
+        return handle
+
+    async def stop_gateway(self, handle: GatewayHandle) -> None:
+        if handle.stopped:
+            return
+        handle.stopped = True
+        deadline = time.monotonic() + 2
+        while handle.gw.trpc.sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if handle.root.running:
+            await asyncio.wait_for(aw(handle.root.stopService()), 10)
+
+    async def client(self, handle: GatewayHandle, *, token: str | None = None, via: str = "params",
+                     connection_params: dict[str, str] | None = None) -> TRPCClient:
+        """A connected client; ``via`` is ``params`` (connectionParams.sessionBadAI), ``header`` or ``cookie``."""
+        headers: dict[str, str] = {}
+        params = connection_params
+        if token is not None:
+            if via == "params":
+                params = {**(params or {}), "sessionBadAI": token}
+            elif via == "header":
+                headers["Authorization"] = f"Bearer {token}"
+            elif via == "cookie":
+                headers["Cookie"] = f"session={token}"
+            else:  # pragma: no cover
+                raise ValueError(via)
+        c = TRPCClient(handle.url, connection_params=params, headers=headers)
+        await c.connect()
+        self.addCleanup(lambda: deferred_from(_close_quietly(c)))
+        return c
+
+    def follow(self, c: TRPCClient, exec_id: str, **kw: Any) -> EventFollower:
+        f = EventFollower(c, exec_id, **kw).start()
+        self.addCleanup(lambda: deferred_from(f.close()))
+        return f
+
+    # -- assertions ------------------------------------------------------------------------------
+    async def assert_trpc_error(self, awaitable: Awaitable[Any], code: str, message: str | None = None,
+                                contains: str | None = None) -> TRPCClientError:
+        try:
+            result = await asyncio.wait_for(awaitable, 5)
+        except TRPCClientError as exc:
+            self.assertEqual(exc.code, code, f"expected {code}, got {exc.code}: {exc}")
+            if message is not None:
+                self.assertEqual(str(exc), message)
+            if contains is not None:
+                self.assertIn(contains, str(exc))
+            return exc
+        self.fail(f"expected a {code} error, got result {result!r}")
+
+
+async def _close_quietly(c: TRPCClient) -> None:
+    try:
+        await c.close()
+    except Exception:  # noqa: BLE001, S110 - cleanup of an already broken connection
+        pass
+
+
+# -- API shortcuts ----------------------------------------------------------------------------------
+
+async def create_flow(c: TRPCClient, doc: dict[str, Any]) -> str:
+    out = await c.mutation("flows.create", {"flow": doc})
+    return out["id"]
+
+
+async def create_execution(c: TRPCClient, flow_id: str, **extra: Any) -> str:
+    out = await c.mutation("create", {"flowId": flow_id, **extra})
+    return out["executionId"]
+
+
+async def run_flow(c: TRPCClient, doc: dict[str, Any], **extra: Any) -> tuple[str, str]:
+    """Create the flow and an execution, start it. Returns (flow id, execution id)."""
+    flow_id = await create_flow(c, doc)
+    exec_id = await create_execution(c, flow_id, **extra)
+    await c.mutation("start", {"executionId": exec_id})
+    return flow_id, exec_id
+
+
+async def details(c: TRPCClient, exec_id: str) -> dict[str, Any]:
+    return await c.query("getExecutionDetails", {"executionId": exec_id})
+
+
+async def wait_status(c: TRPCClient, exec_id: str, statuses: str | tuple[str, ...],
+                      timeout: float = 5.0) -> dict[str, Any]:
+    if isinstance(statuses, str):
+        statuses = (statuses,)
+    deadline = time.monotonic() + timeout
+    row = await details(c, exec_id)
+    while row["status"] not in statuses:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"execution {exec_id} stayed {row['status']!r}, wanted {statuses}")
+        await asyncio.sleep(0.01)
+        row = await details(c, exec_id)
+    return row
+
+
+async def collect_events(c: TRPCClient, exec_id: str, *, timeout: float = 5.0,
+                         **extra: Any) -> list[dict[str, Any]]:
+    """All ``executionEvents`` items (``{"id", "data"}``) until the server ends the stream."""
+    out: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        async for item in c.subscribe("executionEvents", {"executionId": exec_id, **extra}):
+            out.append(item)
+
+    await asyncio.wait_for(run(), timeout)
+    return out
+
+
+async def wait_events(c: TRPCClient, exec_id: str, pred: Any, *, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """Follow ``executionEvents`` until ``pred(event_data)`` is true; returns the events' data so far."""
+    seen: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        gen = c.subscribe("executionEvents", {"executionId": exec_id})
+        try:
+            async for item in gen:
+                seen.append(item["data"])
+                if pred(item["data"]):
+                    return
+        finally:
+            await gen.aclose()
+        raise AssertionError(f"stream ended without the awaited event; got {[e['type'] for e in seen]}")
+
+    await asyncio.wait_for(run(), timeout)
+    return seen
+
+
+class EventFollower:
+    """Follows an execution's events in a background task (``executionEvents`` or
+    ``subscribeToExecutionEvents``); ``events`` holds plain dicts ``{index, type, timestamp, data}``."""
+
+    def __init__(self, c: TRPCClient, exec_id: str, *, path: str = "executionEvents", **extra: Any) -> None:
+        self.c = c
+        self.path = path
+        self.input = {"executionId": exec_id, **extra}
+        self.events: list[dict[str, Any]] = []
+        self.batches: list[list[Any]] = []
+        self.items: list[Any] = []
+        self.ended = False
+        self.error: BaseException | None = None
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> EventFollower:
+        self._task = asyncio.ensure_future(self._run())
+        return self
+
+    async def _run(self) -> None:
+        try:
+            async for item in self.c.subscribe(self.path, self.input):
+                self.items.append(item)
+                if isinstance(item, list):
+                    self.batches.append(item)
+                    for e in item:
+                        self.events.append({"index": e.index, "type": e.type, "timestamp": e.timestamp,
+                                            "data": e.data})
+                else:
+                    self.events.append(item["data"])
+                self._changed.set()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            self.error = exc
+        finally:
+            self.ended = True
+            self._changed.set()
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.events]
+
+    def find(self, pred: Any) -> list[dict[str, Any]]:
+        return [e for e in self.events if pred(e)]
+
+    async def until(self, pred: Any, timeout: float = 5.0) -> dict[str, Any]:
+        """The first event matching ``pred``, waiting for it if needed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for e in self.events:
+                if pred(e):
+                    return e
+            if self.ended:
+                raise AssertionError(f"stream ended ({self.error!r}) without the awaited event; got {self.types()}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out waiting for an event; got {self.types()}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    async def until_type(self, type_: str, timeout: float = 5.0, **data_match: Any) -> dict[str, Any]:
+        return await self.until(lambda e: e["type"] == type_ and _matches(e, data_match), timeout)
+
+    async def until_ended(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.ended:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"stream did not end; got {self.types()}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+
+def node_of(event: dict[str, Any]) -> str | None:
+    """The node id an event is about (``nodeId`` or ``node.id``)."""
+    data = event.get("data")
+    if not isinstance(data, dict):
+        return None
+    if "nodeId" in data:
+        return data["nodeId"]
+    node = data.get("node")
+    return node.get("id") if isinstance(node, dict) else None
+
+
+def _matches(event: dict[str, Any], match: dict[str, Any]) -> bool:
+    return not ("node" in match and node_of(event) != match["node"])
+
+
+def started_nodes(events: list[dict[str, Any]]) -> list[str]:
+    return [node_of(e) for e in events if e["type"] == "node:started"]  # type: ignore[misc]
+
+
+async def stored_events(handle: GatewayHandle, exec_id: str) -> list[Any]:
+    return await handle.services.events.read(exec_id, 0, None)
+
+
+async def next_batch(gen: Any, timeout: float = 5.0) -> Any:
+    return await asyncio.wait_for(gen.__anext__(), timeout)
+
+
+def types_of(events: list[Any]) -> list[str]:
+    return [e.type if isinstance(e, ExecutionEventImpl) else e["type"] for e in events]
+
+
+def check_event_sequence(tc: TestCase, events: list[dict[str, Any]], start: int = 0) -> None:
+    """Indexes start..n strictly +1, index 0 (if included) is execution:created, one terminal event, last."""
+    indexes = [e["index"] for e in events]
+    tc.assertEqual(indexes, list(range(start, start + len(events))), f"indexes not contiguous: {indexes}")
+    if start == 0 and events:
+        tc.assertEqual(events[0]["type"], "execution:created")
+    terminals = [i for i, e in enumerate(events) if e["type"] in TERMINAL]
+    tc.assertEqual(len(terminals), 1, f"expected exactly one terminal event, got {types_of(events)}")
+    tc.assertEqual(terminals[0], len(events) - 1, f"terminal event is not last: {types_of(events)}")
+
+
+# -- clients ----------------------------------------------------------------------------------------
+#
+# chaingraph_gw.client.TRPCClient is built on autobahn.asyncio, which calls txaio.use_asyncio() at
+# import time; the gateway (autobahn.twisted) already selected Twisted in this process, so that
+# module cannot be imported here. TRPCClient below is the same protocol logic on autobahn.twisted.
+
+
+class TRPCClientError(Exception):
+    def __init__(self, shape: dict[str, Any]) -> None:
+        super().__init__(shape.get("message", "error"))
+        self.shape = shape
+        self.code: str = (shape.get("data") or {}).get("code", "")
+        self.data: dict[str, Any] = shape.get("data") or {}
+
+
+class ConnectionClosed(Exception):
+    pass
+
+
+class _Protocol(WebSocketClientProtocol):
+    def onOpen(self) -> None:
+        self.factory.client._opened(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.factory.client._message(payload)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.factory.client._closed(code, reason)
+
+
+async def _ws_connect(client: Any, url: str, headers: dict[str, str]) -> None:
+    factory = WebSocketClientFactory(url, headers=headers)
+    factory.protocol = _Protocol
+    factory.client = client  # type: ignore[attr-defined]
+    factory.setProtocolOptions(openHandshakeTimeout=5, closeHandshakeTimeout=1, autoPingInterval=0)
+    host_port = url.split("//", 1)[1].split("/", 1)[0]
+    host, port = host_port.rsplit(":", 1)
+    endpoint = TCP4ClientEndpoint(reactor, host, int(port), timeout=5)
+    await asyncio.wait_for(aw(endpoint.connect(factory)), 5)
+
+
+class TRPCClient:
+    """query / mutation / subscribe over tRPC WS with superjson (like chaingraph_gw.client.TRPCClient)."""
+
+    def __init__(self, url: str, *, connection_params: dict[str, str] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        self.url = url
+        self.connection_params = connection_params
+        self.headers = headers or {}
+        self.codec = sj.default
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._subs: dict[int, asyncio.Queue[tuple[str, Any]]] = {}
+        self._proto: Any = None
+        self._open: asyncio.Future[None] | None = None
+        self._closed_fut: asyncio.Future[None] | None = None
+        self.close_code: int | None = None
+        self.frames: list[Any] = []  # every JSON frame received (decoded, not superjson-decoded)
+
+    async def connect(self, timeout: float = 5.0) -> TRPCClient:
+        loop = asyncio.get_running_loop()
+        url = self.url
+        if self.connection_params is not None:
+            url += ("&" if "?" in url else "?") + "connectionParams=1"
+        self._open = loop.create_future()
+        self._closed_fut = loop.create_future()
+        await _ws_connect(self, url, self.headers)
+        await asyncio.wait_for(asyncio.shield(self._open), timeout)
+        return self
+
+    def _opened(self, proto: Any) -> None:
+        self._proto = proto
+        if self.connection_params is not None:
+            proto.sendMessage(orjson.dumps({"method": "connectionParams", "data": self.connection_params}))
+        if self._open is not None and not self._open.done():
+            self._open.set_result(None)
+
+    def _message(self, payload: bytes) -> None:
+        if payload == b"PING":
+            if self._proto is not None:
+                self._proto.sendMessage(b"PONG")
+            return
+        if payload == b"PONG":
+            return
+        msg = orjson.loads(payload)
+        self.frames.append(orjson.loads(payload))  # untouched (the superjson decoder works in place)
+        rid = msg.get("id")
+        if "error" in msg:
+            err = TRPCClientError(self.codec.deserialize(msg["error"]))
+            if rid in self._pending:
+                fut = self._pending.pop(rid)
+                if not fut.done():
+                    fut.set_exception(err)
+            elif rid in self._subs:
+                self._subs[rid].put_nowait(("error", err))
+            elif rid is None:
+                for fut in self._pending.values():
+                    if not fut.done():
+                        fut.set_exception(err)
+                self._pending.clear()
+                for q in self._subs.values():
+                    q.put_nowait(("error", err))
+            return
+        result = msg.get("result") or {}
+        kind = result.get("type", "data")
+        if rid in self._pending:
+            fut = self._pending.pop(rid)
+            if not fut.done():
+                fut.set_result(self.codec.deserialize(result["data"]) if "data" in result else None)
+        elif rid in self._subs:
+            if kind == "data":
+                self._subs[rid].put_nowait(("data", self.codec.deserialize(result["data"])))
+            else:
+                self._subs[rid].put_nowait((kind, None))
+
+    def _closed(self, code: int | None, reason: str | None) -> None:
+        self.close_code = code
+        exc = ConnectionClosed(f"connection closed ({code}: {reason})")
+        if self._open is not None and not self._open.done():
+            self._open.set_exception(exc)
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        self._pending.clear()
+        for q in self._subs.values():
+            q.put_nowait(("closed", exc))
+        self._proto = None
+        if self._closed_fut is not None and not self._closed_fut.done():
+            self._closed_fut.set_result(None)
+
+    @property
+    def connected(self) -> bool:
+        return self._proto is not None
+
+    async def wait_closed(self, timeout: float = 3.0) -> None:
+        assert self._closed_fut is not None
+        await asyncio.wait_for(asyncio.shield(self._closed_fut), timeout)
+
+    def _send(self, obj: dict[str, Any]) -> None:
+        if self._proto is None:
+            raise ConnectionClosed("not connected")
+        self._proto.sendMessage(orjson.dumps(obj))
+
+    def send_raw(self, obj: Any) -> None:
+        self._send(obj)
+
+    async def _call(self, method: str, path: str, input: Any) -> Any:
+        rid = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        self._send({"id": rid, "method": method, "params": {"path": path, "input": self.codec.serialize(input)}})
+        return await fut
+
+    async def query(self, path: str, input: Any = sj.UNDEFINED) -> Any:
+        return await self._call("query", path, input)
+
+    async def mutation(self, path: str, input: Any = sj.UNDEFINED) -> Any:
+        return await self._call("mutation", path, input)
+
+    async def subscribe(self, path: str, input: Any = sj.UNDEFINED,
+                        last_event_id: str | None = None) -> AsyncIterator[Any]:
+        """Yields each data item (tracked items as ``{"id", "data"}``) until the server stops the stream."""
+        rid = next(self._ids)
+        q: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._subs[rid] = q
+        params: dict[str, Any] = {"path": path, "input": self.codec.serialize(input)}
+        if last_event_id is not None:
+            params["lastEventId"] = last_event_id
+        self._send({"id": rid, "method": "subscription", "params": params})
+        try:
+            while True:
+                kind, value = await q.get()
+                if kind == "data":
+                    yield value
+                elif kind == "started":
+                    continue
+                elif kind == "stopped":
+                    return
+                else:
+                    raise value
+        finally:
+            self._subs.pop(rid, None)
+            if self._proto is not None:
+                try:
+                    self._send({"id": rid, "method": "subscription.stop"})
+                except ConnectionClosed:
+                    pass
+
+    async def close(self) -> None:
+        if self._proto is not None:
+            self._proto.sendClose(1000)
+            try:
+                await self.wait_closed(2)
+            except TimeoutError:
+                if self._proto is not None:
+                    self._proto.dropConnection(abort=True)
+
+
+class RawClient:
+    """Sends frames as given (optionally right in the handshake's tick) and records every frame received."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+        self.url = url
+        self.headers = headers or {}
+        self.frames: list[Any] = []
+        self.proto: Any = None
+        self.close_code: int | None = None
+        self.closed: asyncio.Future[int | None] | None = None
+        self._open: asyncio.Future[None] | None = None
+        self._initial: list[Any] = []
+        self._changed = asyncio.Event()
+
+    async def connect(self, *initial_frames: Any) -> RawClient:
+        loop = asyncio.get_running_loop()
+        self._initial = list(initial_frames)
+        self._open = loop.create_future()
+        self.closed = loop.create_future()
+        await _ws_connect(self, self.url, self.headers)
+        await asyncio.wait_for(asyncio.shield(self._open), 5)
+        return self
+
+    def _opened(self, proto: Any) -> None:
+        self.proto = proto
+        for frame in self._initial:
+            self.send(frame)
+        if self._open is not None and not self._open.done():
+            self._open.set_result(None)
+
+    def _message(self, payload: bytes) -> None:
+        text = payload.decode("utf-8")
+        self.frames.append(text if text in ("PING", "PONG") else json.loads(text))
+        self._changed.set()
+
+    def _closed(self, code: int | None, reason: str | None) -> None:
+        self.proto = None
+        self.close_code = code
+        if self._open is not None and not self._open.done():
+            self._open.set_exception(ConnectionClosed(f"closed during handshake ({code})"))
+        if self.closed is not None and not self.closed.done():
+            self.closed.set_result(code)
+        self._changed.set()
+
+    def send(self, frame: Any) -> None:
+        assert self.proto is not None, "not connected"
+        data = frame if isinstance(frame, (bytes, str)) else json.dumps(frame, separators=(",", ":"))
+        self.proto.sendMessage(data.encode("utf-8") if isinstance(data, str) else data)
+
+    def for_id(self, rid: Any) -> list[dict[str, Any]]:
+        return [f for f in self.frames if isinstance(f, dict) and f.get("id") == rid]
+
+    async def wait_for(self, pred: Any, timeout: float = 5.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = pred()
+            if value:
+                return value
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out; frames so far: {self.frames}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    async def close(self) -> None:
+        if self.proto is not None:
+            self.proto.sendClose(1000)
+            try:
+                await asyncio.wait_for(asyncio.shield(self.closed), 2)  # type: ignore[arg-type]
+            except TimeoutError:
+                if self.proto is not None:
+                    self.proto.dropConnection(abort=True)
+
+
+def sj_input(value: Any) -> dict[str, Any]:
+    """A superjson-encoded input for raw frames (plain JSON values only)."""
+    return {"json": value}
