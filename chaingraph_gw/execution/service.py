@@ -23,11 +23,16 @@ from ..nodes.sdk import NodeRegistry
 from ..services.records import TERMINAL, ExecutionRecord
 from ..trpc.errors import TRPCError
 from ..trpc.superjson import JSError
-from .eventlog import EventWriter
+from .eventlog import TERMINAL_EVENTS, EventWriter
 
 log = Logger(namespace="chaingraph_gw.execution")
 
 MAX_EXECUTION_DEPTH = 100
+# A worker holds a lease on the row while it runs an execution and renews it every
+# LEASE_SECONDS / 3; another worker may take over only after it expired.
+LEASE_SECONDS = 15.0
+# Runs that crash (or lose their worker) are retried, with backoff, this many times in all.
+MAX_ATTEMPTS = 3
 
 
 def _now() -> datetime:
@@ -118,18 +123,34 @@ class ExecutionService:
         reason = reason or "User requested stop"
         if await self.s.commands.send(rec.id, {"command": "STOP", "reason": reason}):
             return  # the owning worker cancels the engine; it writes the terminal event and status
-        # Nobody runs it (never started, or queued): finish it here, with a terminal event.
-        updated = await self.s.executions.update_status(
+        # No worker answered. Whoever holds the lease writes the terminal event: try to take it.
+        holder = f"api-stop-{rec.id}"
+        if await self.s.executions.claim(rec.id, holder, LEASE_SECONDS):
+            try:
+                updated = await self.s.executions.update_status(
+                    rec.id, "stopped", expected={"created", "running", "paused"}, error_message=reason
+                )
+                if updated is not None:
+                    await self._append_terminal(rec.id, "flow:cancelled", {
+                        "flowMetadata": await self._flow_metadata(rec.flow_id),
+                        "reason": reason, "executionTime": 0,
+                    })
+            finally:
+                await self.s.executions.release(rec.id, holder)
+            return
+        # A worker holds the lease but its command channel missed us (it is starting, or moving):
+        # the row says stopped, and the worker checks the row on every heartbeat.
+        await self.s.executions.update_status(
             rec.id, "stopped", expected={"created", "running", "paused"}, error_message=reason
         )
-        if updated is None:
-            return
-        if await self.s.commands.send(rec.id, {"command": "STOP", "reason": reason}):
-            return
-        last = await self.s.events.last_index(rec.id)
-        writer = EventWriter(rec.id, next_index=last + 1, event_log=self.s.events, bus=self.s.bus)
-        writer.emit("flow:cancelled", {"flowMetadata": await self._flow_metadata(rec.flow_id),
-                                       "reason": reason, "executionTime": 0})
+
+    async def _append_terminal(self, exec_id: str, type_: str, data: dict[str, Any]) -> None:
+        last = await self.s.events.read(exec_id, max(await self.s.events.last_index(exec_id), 0), 1)
+        if last and last[-1].type in TERMINAL_EVENTS:
+            return  # already ended
+        writer = EventWriter(exec_id, next_index=(last[-1].index + 1) if last else 0, event_log=self.s.events,
+                             bus=self.s.bus)
+        writer.emit(type_, data)
         await writer.flush()
 
     async def pause(self, rec: ExecutionRecord, reason: str | None) -> None:
@@ -170,11 +191,14 @@ class ExecutionService:
 class ExecutionRunner:
     """Worker side: runs one execution per task, owning its engine until it ends."""
 
-    def __init__(self, services: Services, api: ExecutionService, *, worker_id: str) -> None:
+    def __init__(self, services: Services, api: ExecutionService, *, worker_id: str,
+                 lease_seconds: float = LEASE_SECONDS) -> None:
         self.s = services
         self.api = api
         self.worker_id = worker_id
+        self.lease_seconds = lease_seconds
         self.active: dict[str, ExecutionEngine] = {}
+        self.lost: set[str] = set()  # executions whose lease another worker took: write nothing more
 
     async def handle_task(self, task: dict[str, Any]) -> None:
         exec_id = task.get("executionId")
@@ -186,16 +210,58 @@ class ExecutionRunner:
         rec = await self.s.executions.get(exec_id)
         if rec is None or rec.status not in ("running", "paused"):
             return  # stopped before it got here, or a duplicate of a finished run
+        previous_worker = rec.processing_worker_id
+        if not await self.s.executions.claim(exec_id, self.worker_id, self.lease_seconds):
+            return  # another worker runs it (at most one at a time)
+        heartbeat = asyncio.ensure_future(self._heartbeat(exec_id))
         try:
-            await self._run(rec)
+            if previous_worker is not None and previous_worker != self.worker_id:
+                # Taking over from a worker whose lease expired: count the lost attempt.
+                failed = await self.s.executions.record_failure(exec_id, f"worker {previous_worker} was lost")
+                if failed is not None and failed.failure_count >= MAX_ATTEMPTS:
+                    await self._finish_crashed(rec, f"Execution failed after {failed.failure_count} attempts: "
+                                                    f"worker {previous_worker} was lost")
+                    return
+            await self._run(rec, previous_worker=previous_worker)
         except Exception as exc:  # noqa: BLE001 - a broken run must still end terminal
             log.failure("execution {eid} crashed", eid=exec_id)
             await self._finish_crashed(rec, f"Internal error: {exc}")
+        finally:
+            heartbeat.cancel()
+            try:
+                await self.s.executions.release(exec_id, self.worker_id)
+            except Exception:  # noqa: BLE001 - the lease expires by itself
+                log.failure("could not release lease on {eid}", eid=exec_id)
 
-    async def _run(self, rec: ExecutionRecord) -> None:
+    async def _heartbeat(self, exec_id: str) -> None:
+        """Renew the lease; stop the engine when the row says stopped or the lease is lost."""
+        interval = self.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            engine = self.active.get(exec_id)
+            try:
+                renewed = await self.s.executions.renew(exec_id, self.worker_id, self.lease_seconds)
+                row = await self.s.executions.get(exec_id)
+            except Exception as exc:  # noqa: BLE001 - store hiccup: keep running, try again
+                log.warn("lease renewal for {eid} failed: {err}", eid=exec_id, err=exc)
+                continue
+            if engine is None:
+                continue
+            if not renewed:
+                log.error("lost the lease on {eid}; stopping it here", eid=exec_id)
+                self.lost.add(exec_id)
+                engine.stop("Lease lost")
+            elif row is not None and row.status == "stopped":
+                engine.stop(row.error_message or "User requested stop")
+
+    async def _run(self, rec: ExecutionRecord, previous_worker: str | None = None) -> None:
         last = await self.s.events.last_index(rec.id)
         writer = EventWriter(rec.id, next_index=last + 1, event_log=self.s.events, bus=self.s.bus)
         writer.hold_terminal = True
+        if previous_worker is not None and previous_worker != self.worker_id:
+            # Clients see the takeover explicitly; the run starts again from the beginning.
+            writer.emit("execution:restarted", {"executionId": rec.id, "reason": "worker lost",
+                                                "previousWorkerId": previous_worker, "workerId": self.worker_id})
         flow_rec = await self.s.flows.get(rec.flow_id)
         if flow_rec is None:
             reason = f"Flow {rec.flow_id} not found"
@@ -242,15 +308,20 @@ class ExecutionRunner:
             # Re-read after registering for commands: a pause or stop that landed before this point
             # changed the row (its command found nobody to deliver to), so honour the row.
             fresh = await self.s.executions.get(rec.id)
-            if fresh is None or fresh.status not in ("running", "paused"):
-                return  # stopped (and finished with flow:cancelled by the API) before it began
-            if fresh.status == "paused":
+            if fresh is None or fresh.status in ("completed", "failed"):
+                return
+            if fresh.status == "stopped":
+                engine.stop(fresh.error_message or "User requested stop")  # ends at once, cancelled
+            elif fresh.status == "paused":
                 engine.start_paused("Paused before start")
             outcome = await engine.run()
         finally:
             await self.s.commands.unregister(rec.id)
             self.active.pop(rec.id, None)
         await status_updates.wait()
+        if rec.id in self.lost:
+            self.lost.discard(rec.id)
+            return  # another worker owns it now; it writes the rest of the stream
         status = {"completed": "completed", "failed": "failed", "cancelled": "stopped"}[outcome.status]
         await self._finalise(rec, writer, status, outcome.error)
 
@@ -263,15 +334,13 @@ class ExecutionRunner:
         await writer.release_terminal()
 
     async def _finish_crashed(self, rec: ExecutionRecord, reason: str) -> None:
-        last = await self.s.events.last_index(rec.id)
         updated = await self.s.executions.update_status(rec.id, "failed", expected={"running", "paused"},
                                                         error_message=reason)
         if updated is None:
             return
-        writer = EventWriter(rec.id, next_index=last + 1, event_log=self.s.events, bus=self.s.bus)
-        writer.emit("flow:failed", {"flowMetadata": {"id": rec.flow_id},
-                                    "error": JSError(name="Error", message=reason), "executionTime": 0})
-        await writer.flush()
+        await self.api._append_terminal(rec.id, "flow:failed", {
+            "flowMetadata": {"id": rec.flow_id}, "error": JSError(name="Error", message=reason), "executionTime": 0,
+        })
 
     def _on_command(self, engine: ExecutionEngine, cmd: dict[str, Any]) -> None:
         kind = cmd.get("command")
