@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ./var
 
-.PHONY: install run test test-unit test-conformance bench lint clean
+.PHONY: install run test test-unit test-conformance bench lint clean services services-down services-reset
 
 install: $(VENV)/.installed conformance/node_modules/.installed
 
@@ -24,9 +24,22 @@ run: $(VENV)/.installed
 		$(BIN)/twistd -n --pidfile= chaingraph-gw
 
 # Everything: trial unit + integration tests, then the Node conformance suite; ends with
-# one line "N passed, N failed" and a non-zero exit status if anything failed.
+# one line "N passed, N failed" and a non-zero exit status if anything failed. PostgreSQL and
+# Kafka are started (or reused) on 127.0.0.1 unless DATABASE_URL / KAFKA_BROKERS are given.
 test: install
-	$(BIN)/python scripts/run_tests.py
+	@if [ -z "$$DATABASE_URL" ] || [ -z "$$KAFKA_BROKERS" ]; then bash scripts/services/services.sh up; fi
+	DATABASE_URL=$${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/chaingraph} \
+		KAFKA_BROKERS=$${KAFKA_BROKERS:-127.0.0.1:9092} $(BIN)/python scripts/run_tests.py
+
+# PostgreSQL (127.0.0.1:5432, db chaingraph) and Kafka (127.0.0.1:9092) for development and tests.
+services:
+	bash scripts/services/services.sh up
+
+services-down:
+	bash scripts/services/services.sh down
+
+services-reset:
+	bash scripts/services/services.sh reset
 
 test-unit: $(VENV)/.installed
 	$(BIN)/python -m twisted.trial --reactor=asyncio tests

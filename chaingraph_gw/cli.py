@@ -192,6 +192,29 @@ def _token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _migrate(args: argparse.Namespace) -> int:
+    from .services.postgres_store import PostgresStore
+
+    url = args.database_url or os.environ.get("DATABASE_URL")
+    if not url:
+        raise CLIError("no database: set DATABASE_URL or pass --database-url")
+    from .services.interfaces import StoreUnavailable
+
+    try:
+        store = await PostgresStore(url).open()  # migrates under an advisory lock
+    except StoreUnavailable as exc:
+        raise CLIError(str(exc)) from None
+    try:
+        from .services.migrations import applied_versions
+
+        async with store._pool.connection() as conn:  # noqa: SLF001 - read-only report
+            versions = await applied_versions(conn)
+        print(f"schema at version {max(versions) if versions else 0} ({store.target})")
+    finally:
+        await store.close()
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=NAME, description="ChainGraph tRPC WebSocket gateway")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -221,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("-o", "--output", help="write to this file instead of stdout")
     client_opts(exp)
 
+    mig = sub.add_parser("migrate", help="apply PostgreSQL schema migrations (distributed mode)")
+    mig.add_argument("--database-url", help="PostgreSQL URL (default: $DATABASE_URL)")
+
     tok = sub.add_parser("token", help="mint an HS256 session token")
     tok.add_argument("--user", required=True)
     tok.add_argument("--role", default="user", choices=("admin", "agent", "user", "guest"))
@@ -247,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_run_flow(args))
         if args.command == "flows":
             return asyncio.run(_flows(args))
+        if args.command == "migrate":
+            return asyncio.run(_migrate(args))
     except CLIError as exc:
         print(f"{NAME}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

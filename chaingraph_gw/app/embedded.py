@@ -43,6 +43,8 @@ class AppServices(Services):
     execution: ExecutionService | None = None
     runner: ExecutionRunner | None = None
     store: Any = None
+    extra: Any = None  # backend-specific parts (distributed: store, Kafka transport, settings)
+    resolve_partition: Any = None  # distributed: execution id → the owning worker's command partition
 
 
 def build_services(settings: Settings, registry: NodeRegistry | None = None) -> AppServices:

@@ -115,7 +115,12 @@ class ExecutionService:
                 f"Cannot start execution in status {current.status if current else 'unknown'}. "
                 "Execution must be in 'created' status.",
             )
-        await self.s.tasks.submit({"executionId": rec.id, "flowId": rec.flow_id})
+        try:
+            await self.s.tasks.submit({"executionId": rec.id, "flowId": rec.flow_id})
+        except Exception:
+            # No task was queued: put the row back so it never stays `running` without one.
+            await self.s.executions.update_status(rec.id, "created", expected={"running"})
+            raise
 
     async def stop(self, rec: ExecutionRecord, reason: str | None) -> None:
         if rec.status in TERMINAL:

@@ -65,6 +65,9 @@ class ServiceError(Exception):
 class StoreUnavailable(ServiceError):
     """The backend is closed, failed to open, or can't be reached (I/O error, lock timeout…)."""
 
+    # The wire layer answers this with SERVICE_UNAVAILABLE instead of a generic 500.
+    trpc_code = "SERVICE_UNAVAILABLE"
+
 
 class NotFound(ServiceError, KeyError):
     """The addressed record does not exist (e.g. ``IFlowStore.update`` of an unknown id)."""

@@ -68,7 +68,11 @@ def to_trpc_error(exc: BaseException) -> TRPCError:
     if isinstance(exc, TRPCError):
         return exc
     message = str(exc) or type(exc).__name__
-    return TRPCError("INTERNAL_SERVER_ERROR", message, cause=exc)
+    # Application exceptions may name their tRPC code (e.g. a backend outage → SERVICE_UNAVAILABLE).
+    code = getattr(exc, "trpc_code", None)
+    if code not in ERROR_CODES:
+        code = "INTERNAL_SERVER_ERROR"
+    return TRPCError(code, message, cause=exc)
 
 
 def error_shape(err: TRPCError, *, path: str | None, include_stack: bool) -> dict[str, Any]:
