@@ -207,7 +207,7 @@ async def _migrate(args: argparse.Namespace) -> int:
     try:
         from .services.migrations import applied_versions
 
-        async with store._pool.connection() as conn:  # noqa: SLF001 - read-only report
+        async with store._pool.connection() as conn:  # read-only report
             versions = await applied_versions(conn)
         print(f"schema at version {max(versions) if versions else 0} ({store.target})")
     finally:
@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConnectionClosed as exc:
         print(f"{NAME}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
+    except (TimeoutError, OSError, ConnectionError) as exc:
         print(f"{NAME}: error: cannot reach {getattr(args, 'url', '')}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

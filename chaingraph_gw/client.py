@@ -32,13 +32,13 @@ class ConnectionClosed(Exception):
 
 
 class _Protocol(WebSocketClientProtocol):
-    def onOpen(self) -> None:  # noqa: N802
+    def onOpen(self) -> None:
         self.factory.client._opened(self)
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.factory.client._message(payload)
 
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N802
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.factory.client._closed(code, reason)
 
 

@@ -91,6 +91,8 @@ class Settings:
     auth_jwt_secret: str | None = None
     worker_concurrency: int = 16
     load_examples: bool = True
+    lease_seconds: float = 15.0
+    recovery_sweep_seconds: float = 5.0
 
     @property
     def is_production(self) -> bool:
@@ -392,6 +394,18 @@ _SPECS: tuple[_Spec, ...] = (
         "CHAINGRAPH_WORKER_CONCURRENCY",
         _Int(1),
         "Executions a worker process runs at the same time",
+    ),
+    _Spec(
+        "lease_seconds",
+        "CHAINGRAPH_LEASE_SECONDS",
+        _Float(1),
+        "Distributed: a worker's lease on a running execution; another worker takes over after it expires",
+    ),
+    _Spec(
+        "recovery_sweep_seconds",
+        "CHAINGRAPH_RECOVERY_SWEEP_SECONDS",
+        _Float(0.1),
+        "Distributed: how often workers look for executions whose worker died",
     ),
     _Spec(
         "load_examples",

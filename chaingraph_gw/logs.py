@@ -98,7 +98,7 @@ def format_time(timestamp: float) -> str:
 def _safe_repr(value: Any) -> str:
     try:
         return repr(value)
-    except Exception:  # noqa: BLE001 - a broken __repr__ must not break logging
+    except Exception:  # a broken __repr__ must not break logging
         return f"<unrepresentable {type(value).__name__}>"
 
 
@@ -120,7 +120,7 @@ def _traceback(event: Mapping[str, Any]) -> str | None:
         return None
     try:
         return failure.getTraceback()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return _safe_repr(failure)
 
 
@@ -130,7 +130,7 @@ def _message(event: Mapping[str, Any]) -> str:
         failure = event["log_failure"]
         try:
             text = f"{failure.type.__name__}: {failure.getErrorMessage()}"
-        except Exception:  # noqa: BLE001
+        except Exception:
             text = _safe_repr(failure)
     return text
 

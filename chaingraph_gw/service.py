@@ -10,7 +10,7 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from twisted.application.service import MultiService, Service
@@ -54,7 +54,7 @@ def build_gateway(
         instance_id=settings.instance_id or f"gw-{secrets.token_hex(4)}",
         role=settings.role,
         mode=settings.mode,
-        started_at=datetime.now(timezone.utc),
+        started_at=datetime.now(UTC),
         started_monotonic=time.monotonic(),
     )
     metrics = GatewayMetrics()
@@ -116,7 +116,7 @@ class ListenerService(Service):
             self._reactor = reactor
         return self._reactor
 
-    def startService(self) -> None:  # noqa: N802
+    def startService(self) -> None:
         super().startService()
         if self.ready is None:
             self._listen()
@@ -148,7 +148,7 @@ class ListenerService(Service):
     def listening_port(self) -> int:
         return int(self.port.getHost().port)
 
-    def stopService(self) -> Deferred[None]:  # noqa: N802
+    def stopService(self) -> Deferred[None]:
         super().stopService()
         # An asyncio task (not ensureDeferred): the drain awaits asyncio sleeps.
         return Deferred.fromFuture(asyncio.ensure_future(self._drain()))
@@ -183,22 +183,37 @@ class ListenerService(Service):
 def make_gateway_service(
     settings: Settings, reactor: Any = None, *, with_backend: bool = False, **kw: Any
 ) -> tuple[MultiService, Gateway]:
-    """The process's service tree: the backend (embedded default) first, the listener last."""
+    """The process's service tree: the backend first, the listener last (so it drains first on stop)."""
     root = MultiService()
     ready = None
+    services = None
+    readiness: dict[str, Any] = {}
     if with_backend:
-        from .app.embedded import EmbeddedBackendService, api_routers, build_services, make_context_factory
+        from .app.embedded import api_routers, make_context_factory
 
-        services = build_services(settings)
-        backend = EmbeddedBackendService(settings, services)
+        if settings.mode == "distributed":
+            from .app.distributed import DistributedBackendService, build_distributed_services
+
+            services = build_distributed_services(settings)
+            backend: Any = DistributedBackendService(settings, services)
+            readiness = backend.readiness_checks()
+        else:
+            from .app.embedded import EmbeddedBackendService, build_services
+
+            services = build_services(settings)
+            backend = EmbeddedBackendService(settings, services)
         backend.setServiceParent(root)
         ready = backend.ready
-        root_router, extras = api_routers()
-        kw.setdefault("root_router", root_router)
-        kw.setdefault("extra_routers", extras)
+        if settings.role in ("api", "all"):
+            root_router, extras = api_routers()
+            kw.setdefault("root_router", root_router)
+            kw.setdefault("extra_routers", extras)
         kw.setdefault("create_context", make_context_factory(settings, services))
     gateway = build_gateway(settings, **kw)
-    if with_backend:
-        gateway.backend = services
+    gateway.backend = services
+    for name, check in readiness.items():
+        gateway.http.add_readiness_check(name, check)
+    if services is not None and hasattr(backend, "identity"):
+        gateway.http.identity = backend.identity  # shared dict: filled in once the backend is up
     ListenerService(gateway, reactor, ready).setServiceParent(root)
     return root, gateway

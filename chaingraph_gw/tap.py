@@ -28,7 +28,7 @@ class Options(usage.Options):
         ["log-format", None, None, "text | json (env LOG_FORMAT)."],
     ]
 
-    def postOptions(self) -> None:  # noqa: N802
+    def postOptions(self) -> None:
         overrides: dict[str, Any] = {}
         for opt, key in (("host", "host"), ("port", "port"), ("role", "role"), ("mode", "mode"),
                          ("data-dir", "data_dir"), ("log-level", "log_level"), ("log-format", "log_format")):
@@ -47,7 +47,7 @@ class Options(usage.Options):
             parent["logger"] = configure_twistd_logger(self.settings)
 
 
-def makeService(options: Options) -> IService:  # noqa: N802 - twistd's name
+def makeService(options: Options) -> IService:  # twistd's name
     from .service import make_gateway_service
 
     # The embedded default: the execution API on an in-process backend (SQLite + in-memory bus).

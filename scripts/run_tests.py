@@ -30,7 +30,7 @@ def run(cmd: list[str], cwd: Path) -> tuple[int, str]:
 
 def trial_counts(text: str) -> tuple[int, int]:
     """trial ends with 'PASSED (successes=N[, skips=M])' or 'FAILED (failures=a, errors=b, successes=c ...)'."""
-    m = re.findall(r"^(PASSED|FAILED) \(([^)]*)\)\s*$", text, re.M)
+    m = re.findall(r"^(PASSED|FAILED) \(([^)]*)\)\s*$", text, re.MULTILINE)
     if not m:
         return 0, 1
     fields = dict((k.strip(), int(v)) for k, v in (p.split("=") for p in m[-1][1].split(",")))
@@ -40,9 +40,9 @@ def trial_counts(text: str) -> tuple[int, int]:
 
 
 def node_counts(text: str) -> tuple[int, int]:
-    p = re.findall(r"^# pass (\d+)\s*$", text, re.M)
-    f = re.findall(r"^# fail (\d+)\s*$", text, re.M)
-    c = re.findall(r"^# cancelled (\d+)\s*$", text, re.M)
+    p = re.findall(r"^# pass (\d+)\s*$", text, re.MULTILINE)
+    f = re.findall(r"^# fail (\d+)\s*$", text, re.MULTILINE)
+    c = re.findall(r"^# cancelled (\d+)\s*$", text, re.MULTILINE)
     if not p:
         return 0, 1
     return int(p[-1]), int(f[-1]) + (int(c[-1]) if c else 0)

@@ -193,7 +193,7 @@ class ApiTestCase(TestCase):
 async def _close_quietly(c: TRPCClient) -> None:
     try:
         await c.close()
-    except Exception:  # noqa: BLE001, S110 - cleanup of an already broken connection
+    except Exception:  # cleanup of an already broken connection
         pass
 
 
@@ -301,7 +301,7 @@ class EventFollower:
                 self._changed.set()
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             self.error = exc
         finally:
             self.ended = True

@@ -698,7 +698,7 @@ class ExecutionControlTests(ApiTestCase):
         await f.until_type("flow:paused")
         try:
             self.assertEqual(await c.mutation("step", {"executionId": eid}), {"success": True})
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.fail(f"step at a breakpoint was refused: {exc}")
         await f.until_type("node:completed", node="s2")
         await asyncio.sleep(0.2)

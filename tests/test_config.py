@@ -648,6 +648,8 @@ class SchemaTests(SynchronousTestCase):
                 value = samples[type_desc]
             elif type_desc == "boolean":
                 value = "false" if default else "true"
+            elif type_desc.startswith("number >= "):
+                value = str(float(type_desc[len("number >= "):]) + 2.5)
             elif type_desc.startswith("integer"):
                 value = "65000" if key == "port" else "123"
             elif type_desc.startswith("one of "):

@@ -6,7 +6,7 @@ import asyncio
 import json
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -42,8 +42,8 @@ class HealthTests(TestCase):
             self.assertEqual(sorted(data), ["status", "timestamp", "uptime"])
             self.assertEqual(data["status"], "healthy")
             self.assertRegex(data["timestamp"], ISO_Z)
-            ts = datetime.strptime(data["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-            self.assertLess(abs((datetime.now(timezone.utc) - ts).total_seconds()), 5)
+            ts = datetime.strptime(data["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+            self.assertLess(abs((datetime.now(UTC) - ts).total_seconds()), 5)
             self.assertIs(type(data["uptime"]), int)
             self.assertIn(data["uptime"], (42, 43))
 
@@ -75,7 +75,6 @@ class ReadyTests(TestCase):
     async def test_passing_checks(self):
         async def db():
             await asyncio.sleep(0)
-            return None
 
         async def kafka():
             return ""

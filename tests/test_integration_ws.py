@@ -35,10 +35,10 @@ class ClientProtocol(WebSocketClientProtocol):
         self.close_info: tuple[bool, int | None, str | None] | None = None
         self.closed_at: float | None = None
 
-    def onOpen(self) -> None:  # noqa: N802
+    def onOpen(self) -> None:
         self.opened.callback(self)
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if isBinary:
             self.messages.append(payload)
             return
@@ -47,7 +47,7 @@ class ClientProtocol(WebSocketClientProtocol):
             self.sendMessage(b"PONG")
         self.messages.append(text if text in ("PING", "PONG") else json.loads(text))
 
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N802
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.close_info = (wasClean, code, reason)
         self.closed_at = time.monotonic()
         if not self.opened.called:
@@ -314,7 +314,7 @@ class WebSocketTests(GatewayTestCase):
         (session,) = await self.sessions(1)
         try:
             session.transport.close(1012, "Service restart")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.fail(f"transport.close(1012) raised {exc!r}")
         was_clean, code, reason = await self.closed(client)
         self.assertEqual((code, reason), (1012, "Service restart"))
@@ -392,7 +392,6 @@ class HttpOnWebSocketPortTests(GatewayTestCase):
 
         async def db():
             await asyncio.sleep(0.001)
-            return None
 
         gw.http.add_readiness_check("db", db)
         resp, body = await self.http("GET", "/ready")

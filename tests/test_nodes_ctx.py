@@ -84,7 +84,7 @@ async def node_error(type_name: str, values: dict[str, Any] | None = None, ctx: 
     """The message the node fails with (what the engine puts into __errorMessage)."""
     try:
         await run_node(type_name, values, ctx, **kw)
-    except Exception as exc:  # noqa: BLE001 - any exception fails a node
+    except Exception as exc:  # any exception fails a node
         return str(exc)
     raise AssertionError(f"{type_name} did not fail")
 

@@ -53,7 +53,7 @@ def _probe() -> str | None:
     try:
         with psycopg.connect(DATABASE_URL, connect_timeout=2, autocommit=True) as conn:
             conn.execute("SELECT 1")
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         return (
             f"PostgreSQL not reachable at {where} ({first}); set DATABASE_URL or start one with"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -21,13 +21,13 @@ from chaingraph_gw.trpc.transformer import make_transformer
 
 from .helpers import FakeTransport, async_test, dumps, ticks, wait_for
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SJ_UNDEFINED = {"json": None, "meta": {"values": ["undefined"], "v": 1}}
 
 
 class TicksInput(BaseModel):
     count: int = Field(ge=0)
-    lastEventId: str | None = None  # noqa: N815 - wire name
+    lastEventId: str | None = None  # wire name
 
 
 @dataclass

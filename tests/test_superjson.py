@@ -1091,7 +1091,7 @@ class RegistryTests(unittest.TestCase):
         try:
             import pydantic
         except ImportError:  # pragma: no cover
-            raise unittest.SkipTest("pydantic not installed")
+            raise unittest.SkipTest("pydantic not installed") from None
 
         class M(pydantic.BaseModel):
             model_config = pydantic.ConfigDict(populate_by_name=True)

@@ -137,7 +137,7 @@ def find_token(info: ConnectionInfo, params: dict[str, str] | None) -> str | Non
         jar: SimpleCookie = SimpleCookie()
         try:
             jar.load(cookie_header)
-        except Exception:  # noqa: BLE001 - a malformed cookie header is simply no token
+        except Exception:  # a malformed cookie header is simply no token
             return None
         morsel = jar.get("session")
         if morsel is not None and morsel.value:

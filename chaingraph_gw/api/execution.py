@@ -28,9 +28,9 @@ class _Input(BaseModel):
 
 
 class ExecutionSettingsInput(_Input):
-    maxConcurrency: int | None = Field(default=None, ge=1, le=10_000)  # noqa: N815
-    nodeTimeoutMs: int | None = Field(default=None, ge=1)  # noqa: N815
-    flowTimeoutMs: int | None = Field(default=None, ge=1)  # noqa: N815
+    maxConcurrency: int | None = Field(default=None, ge=1, le=10_000)
+    nodeTimeoutMs: int | None = Field(default=None, ge=1)
+    flowTimeoutMs: int | None = Field(default=None, ge=1)
 
 
 class ExecutionOptionsInput(_Input):
@@ -40,19 +40,19 @@ class ExecutionOptionsInput(_Input):
 
 
 class ExternalEventInput(_Input):
-    eventName: str  # noqa: N815
+    eventName: str
     payload: Any = None
 
 
 class CreateInput(_Input):
-    flowId: str  # noqa: N815
+    flowId: str
     options: ExecutionOptionsInput | None = None
     integration: dict[str, Any] | None = None
     events: list[ExternalEventInput] | None = None
 
 
 class ExecutionIdInput(_Input):
-    executionId: str  # noqa: N815
+    executionId: str
 
 
 class ReasonInput(ExecutionIdInput):
@@ -60,21 +60,21 @@ class ReasonInput(ExecutionIdInput):
 
 
 class RootExecutionsInput(_Input):
-    flowId: str  # noqa: N815
+    flowId: str
     limit: int = Field(default=50, ge=1, le=100)
     after: datetime | None = None
 
 
 class SubscribeInput(ExecutionIdInput):
-    fromIndex: int = Field(default=0, ge=0)  # noqa: N815
-    eventTypes: list[str] = Field(default_factory=list)  # noqa: N815
-    batchSize: int = Field(default=100, ge=1, le=1000)  # noqa: N815
-    batchTimeoutMs: int = Field(default=25, ge=0, le=1000)  # noqa: N815
+    fromIndex: int = Field(default=0, ge=0)
+    eventTypes: list[str] = Field(default_factory=list)
+    batchSize: int = Field(default=100, ge=1, le=1000)
+    batchTimeoutMs: int = Field(default=25, ge=0, le=1000)
 
 
 class EventsInput(ExecutionIdInput):
-    fromIndex: int = Field(default=0, ge=0)  # noqa: N815
-    lastEventId: str | None = None  # noqa: N815
+    fromIndex: int = Field(default=0, ge=0)
+    lastEventId: str | None = None
 
 
 # -- guards -------------------------------------------------------------------------------------------
@@ -249,7 +249,8 @@ def execution_router() -> Router:
             try:
                 start = int(inp.lastEventId) + 1
             except ValueError:
-                raise TRPCError("BAD_REQUEST", f"lastEventId must be an event index, got {inp.lastEventId!r}")
+                raise TRPCError("BAD_REQUEST",
+                                f"lastEventId must be an event index, got {inp.lastEventId!r}") from None
         async for batch in follow_events(call.ctx.services, inp.executionId, start, max_batch=1000,
                                          batch_timeout=0, stop_at_terminal=True):
             for e in batch:
@@ -301,7 +302,7 @@ async def follow_events(
                     break  # resubscribe and re-read from the log
                 try:
                     first = await sub.get()
-                except Exception:  # noqa: BLE001 - SubscriptionOverflow: fall back to the log
+                except Exception:  # SubscriptionOverflow: fall back to the log
                     break
                 batch = [first] if first.index >= next_index else []
                 deadline = time.monotonic() + batch_timeout
@@ -315,7 +316,7 @@ async def follow_events(
                         break
                     try:
                         nxt = await asyncio.wait_for(sub.get(), remaining)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         break
                     if nxt.index >= next_index:
                         batch.append(nxt)

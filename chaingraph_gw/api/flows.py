@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,7 +27,7 @@ class CreateFlowInput(_Input):
 
 
 class FlowIdInput(_Input):
-    flowId: str  # noqa: N815
+    flowId: str
 
 
 class ListFlowsInput(_Input):
@@ -36,9 +36,9 @@ class ListFlowsInput(_Input):
 
 
 class UpdateFlowInput(_Input):
-    flowId: str  # noqa: N815
+    flowId: str
     flow: Any
-    expectedVersion: int | None = Field(default=None, ge=1)  # noqa: N815
+    expectedVersion: int | None = Field(default=None, ge=1)
 
 
 def normalise_document(raw: Any, registry: Any) -> dict[str, Any]:
@@ -86,7 +86,7 @@ def flows_router() -> Router:
     async def create(call: Call) -> dict[str, Any]:
         ctx: RequestContext = call.ctx
         doc = normalise_document(call.input.flow, ctx.services.registry)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         rec = FlowRecord(id=ids.flow_id(), name=doc["name"], owner_id=ctx.user.id, version=1, document=doc,
                          created_at=now, updated_at=now)
         await ctx.services.flows.create(rec)

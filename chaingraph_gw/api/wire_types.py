@@ -9,7 +9,7 @@ annotated ``[["custom","BaseNode"]]`` and carry a SerializedNode v2 object.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..trpc import superjson as sj
@@ -28,7 +28,7 @@ class ExecutionEventImpl:
 
 
 def _iso(ts: datetime) -> str:
-    ts = ts.astimezone(timezone.utc)
+    ts = ts.astimezone(UTC)
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 

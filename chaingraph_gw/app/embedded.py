@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ class EmbeddedBackendService(Service):
         self.services = services
         self.ready: Deferred[None] = Deferred()
 
-    def startService(self) -> None:  # noqa: N802
+    def startService(self) -> None:
         super().startService()
         register_wire_types()
         # asyncio tasks (the store and queue are asyncio-native); they run once the reactor runs.
@@ -107,7 +107,7 @@ class EmbeddedBackendService(Service):
         await s.tasks.consume(s.runner.handle_task)
         log.info("embedded backend ready (data in {path})", path=self.settings.data_dir)
 
-    def stopService(self) -> Deferred[None]:  # noqa: N802
+    def stopService(self) -> Deferred[None]:
         super().stopService()
         return Deferred.fromFuture(asyncio.ensure_future(self._stop()))
 
@@ -129,10 +129,10 @@ async def load_examples(services: AppServices, directory: Path = EXAMPLES_DIR) -
             continue
         try:
             doc = normalise_document(parse_flow_text(path.read_text(), filename=str(path)), services.registry)
-        except Exception as exc:  # noqa: BLE001 - a broken example must not stop the server
+        except Exception as exc:  # a broken example must not stop the server
             log.error("example flow {path} is invalid: {err}", path=str(path), err=exc)
             continue
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         await services.flows.create(FlowRecord(id=ids.flow_id(), name=doc["name"], owner_id=EXAMPLES_OWNER,
                                                version=1, document=doc, created_at=now, updated_at=now))
         n += 1

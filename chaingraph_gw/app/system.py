@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,8 +29,8 @@ class TicksInput(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
     count: int = Field(ge=1, le=1_000_000)
-    intervalMs: int = Field(default=0, ge=0, le=3_600_000)  # noqa: N815 - wire name
-    lastEventId: str | None = None  # noqa: N815 - merged in by the session on resume
+    intervalMs: int = Field(default=0, ge=0, le=3_600_000)  # wire name
+    lastEventId: str | None = None  # merged in by the session on resume
 
 
 def _resume_start(last_event_id: str | None) -> int:
@@ -69,7 +69,7 @@ def system_router(info: InstanceInfo) -> Router:
         params: TicksInput = call.input
         interval = params.intervalMs / 1000
         now = datetime.now
-        utc = timezone.utc
+        utc = UTC
         for i in range(_resume_start(params.lastEventId), params.count):
             if interval and i:
                 await asyncio.sleep(interval)

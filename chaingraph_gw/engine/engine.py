@@ -211,7 +211,7 @@ class ExecutionEngine:
                 if self._start_paused is not None:
                     self._enter_pause(self._start_paused)
                 self._advance()
-        except Exception as exc:  # noqa: BLE001 - an internal error ends the flow as failed
+        except Exception as exc:  # an internal error ends the flow as failed
             self._internal_error(exc)
         try:
             outcome = await asyncio.shield(self._done)
@@ -234,7 +234,7 @@ class ExecutionEngine:
             return False
         try:
             self._enter_pause(reason)
-        except Exception as exc:  # noqa: BLE001 - an internal error ends the flow as failed
+        except Exception as exc:  # an internal error ends the flow as failed
             self._internal_error(exc)
         return True
 
@@ -247,7 +247,7 @@ class ExecutionEngine:
         try:
             self._emit(ev.FLOW_RESUMED, {"flowMetadata": dict(self._flow_metadata)})
             self._advance()
-        except Exception as exc:  # noqa: BLE001 - an internal error ends the flow as failed
+        except Exception as exc:  # an internal error ends the flow as failed
             self._internal_error(exc)
         return True
 
@@ -353,7 +353,7 @@ class ExecutionEngine:
     def _safe_advance(self) -> None:
         try:
             self._advance()
-        except Exception as exc:  # noqa: BLE001 - an internal error ends the flow as failed
+        except Exception as exc:  # an internal error ends the flow as failed
             self._internal_error(exc)
 
     def _advance(self) -> None:
@@ -528,7 +528,7 @@ class ExecutionEngine:
                 await node.type_cls().execute(ctx)
         except TimeoutError as exc:
             error = ev.node_timeout_message(timeout_ms) if cm.expired() else (str(exc) or "TimeoutError")
-        except Exception as exc:  # noqa: BLE001 - a node exception fails the node only
+        except Exception as exc:  # a node exception fails the node only
             error = str(exc) or type(exc).__name__
         # asyncio.CancelledError (stop, flow timeout) propagates: the flow is already ending.
         if self._terminal:
@@ -537,7 +537,7 @@ class ExecutionEngine:
         try:
             self._complete(node, error, t0)
             self._advance()
-        except Exception as exc:  # noqa: BLE001 - an internal error ends the flow as failed
+        except Exception as exc:  # an internal error ends the flow as failed
             self._internal_error(exc)
 
     def _complete(self, node: NodeInstance, error: str | None, t0: float) -> None:

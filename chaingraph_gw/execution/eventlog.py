@@ -9,7 +9,7 @@ subscriber that reads the log and then follows the bus never sees a gap (see
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from twisted.logger import Logger
@@ -38,7 +38,7 @@ class EventWriter:
         self.held: StoredEvent | None = None
 
     def emit(self, type_: str, data: Any) -> StoredEvent:
-        event = StoredEvent(self.execution_id, self.next_index, type_, datetime.now(timezone.utc), data)
+        event = StoredEvent(self.execution_id, self.next_index, type_, datetime.now(UTC), data)
         self.next_index += 1
         if self.hold_terminal and type_ in TERMINAL_EVENTS:
             self.held = event
@@ -55,7 +55,7 @@ class EventWriter:
                 batch, self._pending = self._pending, []
                 try:
                     await self.event_log.append_many(batch)
-                except Exception as exc:  # noqa: BLE001 - keep order: retry the same batch
+                except Exception as exc:  # keep order: retry the same batch
                     log.error("event log append failed for {eid}: {err!r}; retrying", eid=self.execution_id,
                               err=exc)
                     self.failed = exc

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from twisted.logger import Logger
@@ -36,7 +36,7 @@ MAX_ATTEMPTS = 3
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -204,6 +204,7 @@ class ExecutionRunner:
         self.lease_seconds = lease_seconds
         self.active: dict[str, ExecutionEngine] = {}
         self.lost: set[str] = set()  # executions whose lease another worker took: write nothing more
+        self._spawning: set[asyncio.Future[None]] = set()  # child creations in flight
 
     async def handle_task(self, task: dict[str, Any]) -> None:
         exec_id = task.get("executionId")
@@ -228,14 +229,14 @@ class ExecutionRunner:
                                                     f"worker {previous_worker} was lost")
                     return
             await self._run(rec, previous_worker=previous_worker)
-        except Exception as exc:  # noqa: BLE001 - a broken run must still end terminal
+        except Exception as exc:  # a broken run must still end terminal
             log.failure("execution {eid} crashed", eid=exec_id)
             await self._finish_crashed(rec, f"Internal error: {exc}")
         finally:
             heartbeat.cancel()
             try:
                 await self.s.executions.release(exec_id, self.worker_id)
-            except Exception:  # noqa: BLE001 - the lease expires by itself
+            except Exception:  # the lease expires by itself
                 log.failure("could not release lease on {eid}", eid=exec_id)
 
     async def _heartbeat(self, exec_id: str) -> None:
@@ -247,7 +248,7 @@ class ExecutionRunner:
             try:
                 renewed = await self.s.executions.renew(exec_id, self.worker_id, self.lease_seconds)
                 row = await self.s.executions.get(exec_id)
-            except Exception as exc:  # noqa: BLE001 - store hiccup: keep running, try again
+            except Exception as exc:  # store hiccup: keep running, try again
                 log.warn("lease renewal for {eid} failed: {err}", eid=exec_id, err=exc)
                 continue
             if engine is None:
@@ -284,7 +285,9 @@ class ExecutionRunner:
         def on_emitted(name: str, payload: Any) -> None:
             if rec.execution_depth + 1 > MAX_EXECUTION_DEPTH:
                 raise RuntimeError("Maximum execution depth exceeded")
-            asyncio.ensure_future(self._spawn_child(rec, name, payload))
+            task = asyncio.ensure_future(self._spawn_child(rec, name, payload))
+            self._spawning.add(task)
+            task.add_done_callback(self._spawning.discard)
 
         status_updates = _StatusFollower(self.s.executions, rec.id)
 
@@ -370,7 +373,7 @@ class ExecutionRunner:
                 status="running",
             )
             await self.s.tasks.submit({"executionId": child.id, "flowId": child.flow_id})
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.failure("could not spawn child execution of {eid}", eid=parent.id)
 
     async def recover_after_restart(self) -> int:
@@ -398,7 +401,7 @@ class _StatusFollower:
                 await asyncio.wait([previous])
             try:
                 await self.executions.update_status(self.execution_id, status, expected=expected)
-            except Exception:  # noqa: BLE001 - best effort; the final status is written at the end
+            except Exception:  # best effort; the final status is written at the end
                 log.failure("status update for {eid} failed", eid=self.execution_id)
 
         self._chain = asyncio.ensure_future(apply())

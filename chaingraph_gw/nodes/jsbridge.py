@@ -466,7 +466,7 @@ class _JSONParser:
             return self.arr()
         if c == '"':
             return self.string()
-        if c == "-" or c.isdigit() and c.isascii():
+        if c == "-" or (c.isdigit() and c.isascii()):
             return self.number()
         for lit, val in (("true", True), ("false", False), ("null", None)):
             if c == lit[0]:

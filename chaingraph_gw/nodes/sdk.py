@@ -365,9 +365,27 @@ async def cancellable_sleep(seconds: float) -> None:
 
 
 __all__ = [
-    "CATEGORIES", "Category", "NodeContext", "NodeError", "NodeRegistry", "NodeType", "PortSpec",
-    "SYSTEM_PORTS", "SYSTEM_PORT_SPECS", "UNSET", "any_port", "array", "boolean", "core_registry",
-    "default_registry", "enum", "number", "obj", "register", "secret", "string",
+    "CATEGORIES",
+    "SYSTEM_PORTS",
+    "SYSTEM_PORT_SPECS",
+    "UNSET",
+    "Category",
+    "NodeContext",
+    "NodeError",
+    "NodeRegistry",
+    "NodeType",
+    "PortSpec",
+    "any_port",
+    "array",
+    "boolean",
+    "core_registry",
+    "default_registry",
+    "enum",
+    "number",
+    "obj",
+    "register",
+    "secret",
+    "string",
 ]
 
 

@@ -322,7 +322,7 @@ class LocalTaskQueue:
                     raise
                 self.failed += 1  # cancelled from inside the handler: a failure like any other
                 _log.warn("task handler was cancelled for execution {executionId}", executionId=_eid(task))
-            except Exception:  # noqa: BLE001  logged; consumption goes on
+            except Exception:
                 self.failed += 1
                 _log.failure("task handler failed for execution {executionId}", executionId=_eid(task))
             finally:
@@ -391,7 +391,7 @@ class LocalCommandBus:
             result = handler(command)
             if inspect.isawaitable(result):
                 await result
-        except Exception:  # noqa: BLE001  logged, not raised (see ICommandBus.send)
+        except Exception:
             _log.failure(
                 "command handler failed for execution {executionId} ({command})",
                 executionId=execution_id,

@@ -597,7 +597,7 @@ class PostgresStore:
                 _resolve([(fut, err) for _row, fut in batch + self._pending])
                 self._pending.clear()
                 raise
-            except Exception as e:  # noqa: BLE001  reported to every caller of the batch
+            except Exception as e:
                 outcomes = [e] * len(batch)
             _resolve([(fut, out) for (_row, fut), out in zip(batch, outcomes, strict=True)])
 

@@ -346,7 +346,7 @@ class SQLiteStore:
                 conn.close()
                 raise
             self._conn = conn
-        except Exception as e:  # noqa: BLE001  surfaced by every later call
+        except Exception as e:
             self._open_error = e
 
     def _migrate(self, conn: sqlite3.Connection) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,7 +46,7 @@ class HttpResponse:
 
 
 def _iso_now() -> str:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
@@ -67,6 +67,8 @@ class HttpEndpoints:
         self.started = started_monotonic if started_monotonic is not None else time.monotonic()
         # Set while draining: /ready answers 503 so balancers stop sending new clients here.
         self.draining = False
+        # Extra identity fields for /health (e.g. role, workerId), filled in by the backend.
+        self.identity: dict[str, Any] = {}
 
     def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:
         self.readiness[name] = check
@@ -81,6 +83,7 @@ class HttpEndpoints:
                 "status": "healthy",
                 "timestamp": _iso_now(),
                 "uptime": int(time.monotonic() - self.started),
+                **self.identity,
             })
         if route == "/ready":
             return await self._ready()
@@ -97,7 +100,7 @@ class HttpEndpoints:
         for name, check in self.readiness.items():
             try:
                 reason = await check()
-            except Exception as exc:  # noqa: BLE001 - a failing dependency is a 503, not a 500
+            except Exception as exc:  # a failing dependency is a 503, not a 500
                 reason = f"{type(exc).__name__}: {exc}"
             if reason:
                 failing.append(name)

@@ -15,8 +15,8 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.protocol import WebSocketProtocol, parseHttpHeader
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..trpc.session import ConnectionInfo, TRPCServer, TRPCSession
@@ -69,7 +69,7 @@ class TRPCWebSocketProtocol(WebSocketServerProtocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._unflushed = 0
 
-    def connectionMade(self) -> None:  # noqa: N802
+    def connectionMade(self) -> None:
         super().connectionMade()
         # Autobahn applies its tcpNoDelay option before it has copied the factory's options, so it
         # never takes effect; without it Nagle holds bursts of frames until the peer's delayed ACK
@@ -82,7 +82,7 @@ class TRPCWebSocketProtocol(WebSocketServerProtocol):
                 pass  # not a TCP socket (e.g. a UNIX socket in tests)
 
     # -- plain HTTP on the same port -------------------------------------------------------------
-    def processHandshake(self) -> None:  # noqa: N802 - Autobahn's name
+    def processHandshake(self) -> None:  # Autobahn's name
         if self._http_handled:
             return
         end = self.data.find(b"\r\n\r\n")
@@ -101,7 +101,7 @@ class TRPCWebSocketProtocol(WebSocketServerProtocol):
         try:
             status_line, headers, _ = parseHttpHeader(head)
             method, target, _version = status_line.split(" ", 2)
-        except Exception:  # noqa: BLE001 - garbage in, 400 out
+        except Exception:  # garbage in, 400 out
             self._write_http(HttpResponse.json(400, {"error": "Bad Request"}), head_only=False)
             return
         # An asyncio task: readiness checks await asyncio libraries (psycopg, confluent-kafka).
@@ -121,7 +121,7 @@ class TRPCWebSocketProtocol(WebSocketServerProtocol):
         self.transport.loseConnection()
 
     # -- WebSocket lifecycle -----------------------------------------------------------------------
-    def onConnect(self, request: ConnectionRequest) -> None:  # noqa: N802
+    def onConnect(self, request: ConnectionRequest) -> None:
         server = self.factory.trpc
         if server.draining:
             raise ConnectionDeny(503, "Server is shutting down; reconnect to another instance")
@@ -133,9 +133,8 @@ class TRPCWebSocketProtocol(WebSocketServerProtocol):
         self._info = ConnectionInfo(
             path=request.path or "/", query=dict(request.params), headers=headers, peer=peer
         )
-        return None
 
-    def onOpen(self) -> None:  # noqa: N802
+    def onOpen(self) -> None:
         assert self._info is not None
         try:
             self.transport.registerProducer(self, True)
@@ -144,7 +143,7 @@ class TRPCWebSocketProtocol(WebSocketServerProtocol):
         self.session = self.factory.trpc.session(self, self._info)
         self.session.opened()
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self.session
         if session is None:
             return
@@ -154,7 +153,7 @@ class TRPCWebSocketProtocol(WebSocketServerProtocol):
             return
         session.receive(payload)
 
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N802
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.session is not None:
             self.session.closed()
         self._release_waiters()
@@ -211,14 +210,14 @@ class TRPCWebSocketProtocol(WebSocketServerProtocol):
         return fut
 
     # -- IPushProducer: Twisted tells us when the kernel buffer is full -----------------------------
-    def pauseProducing(self) -> None:  # noqa: N802
+    def pauseProducing(self) -> None:
         self._paused = True
 
-    def resumeProducing(self) -> None:  # noqa: N802
+    def resumeProducing(self) -> None:
         self._paused = False
         self._release_waiters()
 
-    def stopProducing(self) -> None:  # noqa: N802
+    def stopProducing(self) -> None:
         self._paused = False
         self._release_waiters()
 

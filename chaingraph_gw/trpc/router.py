@@ -42,7 +42,7 @@ Middleware = Callable[["Call", Callable[[], Any]], Any]
 class AbortSignal:
     """Fires when the caller goes away (subscription.stop, socket close)."""
 
-    __slots__ = ("aborted", "reason", "_callbacks")
+    __slots__ = ("_callbacks", "aborted", "reason")
 
     def __init__(self) -> None:
         self.aborted = False

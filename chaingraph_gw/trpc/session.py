@@ -132,7 +132,7 @@ class TRPCServer:
 
 
 class _Subscription:
-    __slots__ = ("id", "task", "signal", "active", "path", "jsonrpc")
+    __slots__ = ("active", "id", "jsonrpc", "path", "signal", "task")
 
     def __init__(self, rid: int | str, path: str, jsonrpc: str | None = None) -> None:
         self.id = rid
@@ -292,7 +292,7 @@ class TRPCSession:
     def _build_context(self, params: dict[str, str] | None) -> None:
         try:
             result = self.server.create_context(self.info, params)
-        except Exception as exc:  # noqa: BLE001 - any failure rejects the connection
+        except Exception as exc:  # any failure rejects the connection
             self._context_failed(to_trpc_error(exc))
             return
         if is_awaitable(result):
@@ -305,7 +305,7 @@ class TRPCSession:
             ctx = await resolve(pending)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # every failure becomes an error frame
             self._context_failed(to_trpc_error(exc))
             return
         self._context_ready(ctx)
@@ -352,7 +352,7 @@ class TRPCSession:
             raw = self.transformer.decode_input(req.raw_input)
             call = Call(self.ctx, req.path, proc.kind, raw, AbortSignal())
             result = invoke(proc, call)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an error frame
+        except Exception as exc:  # unencodable output
             self._fail_call(req, exc, started)
             return
         if is_awaitable(result):
@@ -366,7 +366,7 @@ class TRPCSession:
         except asyncio.CancelledError:
             call.signal.abort("connection closed")
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self._fail_call(req, exc, started)
             return
         self._complete_call(req, result, started)
@@ -381,7 +381,7 @@ class TRPCSession:
             return
         try:
             self._send_result(req.id, result, req.jsonrpc)
-        except Exception as exc:  # noqa: BLE001 - unencodable output
+        except Exception as exc:
             log.failure("could not encode result of {path}", path=req.path)
             self._fail_call(req, TRPCError("INTERNAL_SERVER_ERROR", f"Output could not be encoded: {exc}"),
                             started)
@@ -439,7 +439,7 @@ class TRPCSession:
                 iterator = as_async_iterator(result, req.path)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - setup failures: error only (no started/stopped)
+            except Exception as exc:  # setup failures: error only (no started/stopped)
                 if sub.active:
                     self._send_error(req.id, req.path, to_trpc_error(exc), req.jsonrpc)
                     self._end_subscription(sub, "setup failed", notify=False)
@@ -458,7 +458,7 @@ class TRPCSession:
                 if aclose is not None:
                     try:
                         await aclose()
-                    except Exception:  # noqa: BLE001 - cleanup errors must not escape
+                    except Exception:  # cleanup errors must not escape
                         log.failure("closing subscription {path} failed", path=req.path)
             if sub.active:
                 self._end_subscription(sub, "ended", notify=False)
@@ -476,7 +476,7 @@ class TRPCSession:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - error mid-stream: error then stopped
+            except Exception as exc:  # error mid-stream: error then stopped
                 if sub.active:
                     self._send_error(req.id, req.path, to_trpc_error(exc), req.jsonrpc)
                     self._send_raw_obj(req.id, {"type": "stopped"}, req.jsonrpc)
@@ -485,7 +485,7 @@ class TRPCSession:
                 return
             try:
                 self._send_event(req, item)
-            except Exception as exc:  # noqa: BLE001 - an unencodable event ends the stream visibly
+            except Exception as exc:  # an unencodable event ends the stream visibly
                 log.failure("could not encode an event of {path}", Failure(exc, type(exc), exc.__traceback__),
                             path=req.path)
                 if sub.active:

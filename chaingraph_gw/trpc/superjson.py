@@ -144,7 +144,7 @@ def _key_of(x: Any) -> Any:
         return None
     if type(x) is bool:
         return (1, x)  # True/False must not collide with 1/0
-    if x != x:  # noqa: PLR0124  NaN: equal to itself in JS collections
+    if x != x:
         return (2,)
     return (0, x)
 
@@ -156,7 +156,7 @@ def _strict_eq(a: Any, b: Any) -> bool:
         return False
     try:
         return bool(a == b)
-    except Exception:  # noqa: BLE001  # pragma: no cover - exotic __eq__
+    except Exception:  # pragma: no cover - exotic __eq__
         return False
 
 
@@ -750,7 +750,7 @@ def _build_encoder(
                 if v != 0.0 or copysign(1.0, v) > 0.0:
                     return v, None
                 return "-0", ["number"]
-            if v != v:  # noqa: PLR0124  NaN
+            if v != v:
                 return "NaN", ["number"]
             return ("Infinity" if v > 0.0 else "-Infinity"), ["number"]
         if has_customs:
@@ -951,7 +951,7 @@ def _build_encoder(
                 out.append(int.__repr__(x))
             elif tx is float or isinstance(x, float):
                 x = float(x)
-                if x != x:  # noqa: PLR0124  NaN
+                if x != x:
                     out.append("NaN")
                 elif x == math.inf:
                     out.append("Infinity")
@@ -1399,7 +1399,7 @@ def _dec_typed_array(v: Any, kind: str, where: str | None) -> Any:
     out = []
     if kind in _BIGINT_ARRAY_KINDS:
         for x in v:
-            if type(x) is str and _BIGINT_RE.fullmatch(x) or type(x) is int:
+            if (type(x) is str and _BIGINT_RE.fullmatch(x)) or type(x) is int:
                 out.append(BigInt(x))
             else:
                 raise _err(where, f"invalid {kind} element {_short(x)}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from . import superjson as sj
@@ -54,8 +54,8 @@ def _plain(value: Any) -> Any:
         return [None if v is sj.UNDEFINED else _plain(v) for v in value]
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        v = value.astimezone(timezone.utc)
+            value = value.replace(tzinfo=UTC)
+        v = value.astimezone(UTC)
         return v.strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}Z"
     if isinstance(value, (set, frozenset, sj.JSSet, sj.JSMap)):
         return {}

@@ -152,7 +152,7 @@ class GateNode(NodeType):
                     else:
                         outputs[out_key] = deep(v)
             ctx.values["outputObject"] = outputs
-        except Exception as exc:  # noqa: BLE001 - errors are logged and swallowed (catalog §1.5)
+        except Exception as exc:  # errors are logged and swallowed (catalog §1.5)
             import logging
 
             logging.getLogger(__name__).warning("GateNode: %s", exc)

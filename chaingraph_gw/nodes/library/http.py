@@ -291,7 +291,7 @@ class HttpRequestNode(NodeType):
             response = await d.asFuture(loop)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # any parse failure is reported
             raise _Transient(str(exc)) from exc
         content_type = response.headers.getRawHeaders(b"content-type", [None])[0]
         ctype = content_type.decode("latin-1") if isinstance(content_type, bytes) else content_type
@@ -324,5 +324,5 @@ class HttpRequestNode(NodeType):
             if response_type == "html-to-markdown":
                 return html_to_markdown(_decode_utf8(body))
             return _decode_utf8(body)
-        except Exception as exc:  # noqa: BLE001 - any parse failure is reported
+        except Exception as exc:
             raise NodeError(f"Failed to parse response as {response_type}: {exc}") from None

@@ -98,7 +98,7 @@ class HandlebarsTemplateNode(NodeType):
             ctx.values["renderedText"] = render(js_string(template), variables, log=log)
         except HandlebarsError as exc:
             raise NodeError(f"Handlebars template rendering failed: {exc.js_name}: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - e.g. a circular value in {{json}}
+        except Exception as exc:  # e.g. a circular value in {{json}}
             raise NodeError(f"Handlebars template rendering failed: {js_error_repr(exc)}") from None
 
 
@@ -557,7 +557,7 @@ def format_server_time(now: _dt.datetime, fmt: Any, custom: Any, zone: Any) -> s
                 s = s.replace("h", str(local.hour % 12 or 12)).replace("a", "AM" if local.hour < 12 else "PM")
             return s
         return _iso_utc(now)
-    except Exception:  # noqa: BLE001 - any failure falls back to toISOString()
+    except Exception:  # any failure falls back to toISOString()
         return _iso_utc(now)
 
 

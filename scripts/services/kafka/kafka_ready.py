@@ -87,7 +87,7 @@ def main() -> int:
             t0 = time.monotonic()
             value = roundtrip(admin, args.bootstrap, args.timeout)
             print(f"kafka round trip ok ({value!r} in {time.monotonic() - t0:.2f}s)")
-    except Exception as e:  # noqa: BLE001 - one readable line for the shell
+    except Exception as e:  # one readable line for the shell
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
         return 1
     return 0
