@@ -48,7 +48,7 @@ from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -286,6 +286,7 @@ class KafkaTransport:
         self.settings = settings
         self.partitions: dict[str, int] = {}  # actual partition counts, known after start()
         self._producer: Producer | None = None
+        self._admin: AdminClient | None = None
         self._poll_thread: threading.Thread | None = None
         self._stop_poll = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -303,6 +304,7 @@ class KafkaTransport:
             "client.id": f"{self.settings.client_id}{suffix}",
             "logger": _rdkafka_logger,
             "socket.connection.setup.timeout.ms": 5000,
+            "socket.nagle.disable": True,
         }
         cfg.update(self.settings.config)
         cfg.update(extra)
@@ -394,6 +396,7 @@ class KafkaTransport:
                 target=self._poll_producer, args=(self._producer,), name="kafka-producer-poll", daemon=True
             )
             self._poll_thread.start()
+            self._admin = admin
             self._started = True
 
     def _ensure_topics(self, admin: AdminClient) -> dict[str, int]:
@@ -477,6 +480,7 @@ class KafkaTransport:
             except Exception:  # noqa: BLE001
                 _log.failure("closing {c} failed", c=type(closable).__name__)
         self._attached.clear()
+        self._admin = None
         producer, self._producer = self._producer, None
         if producer is None:
             return
@@ -516,6 +520,27 @@ class KafkaTransport:
             raise StoreUnavailable(f"Kafka unreachable: no answer from {self.settings.brokers} within 3 s") from e
         except Exception as e:
             raise StoreUnavailable(f"Kafka unreachable: {_err_text(e)}") from e
+
+    async def end_offset(self, topic: str, partition: int, timeout: float = 10.0) -> int:
+        """The partition's current end offset (high watermark), asked from the leader through the
+        admin client: its own connection, so the answer does not queue behind a consumer's
+        long-poll fetch.  Transient errors (a topic created a moment ago) are retried."""
+        admin = self._admin
+        if admin is None or not self.started:
+            raise StoreUnavailable("Kafka transport is closed" if self._closed else "Kafka transport is not started")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        tp = TopicPartition(topic, partition)
+        while True:
+            try:
+                futs = admin.list_offsets({tp: OffsetSpec.latest()}, request_timeout=min(timeout, 5.0))
+                (fut,) = futs.values()
+                info = await asyncio.wrap_future(fut)
+                return int(info.offset)
+            except KafkaException as e:
+                if _err_code(e) not in _TRANSIENT or loop.time() > deadline:
+                    raise StoreUnavailable(f"Kafka end offset of {topic}[{partition}] unknown: {_err_text(e)}") from e
+                await asyncio.sleep(0.05)
 
     async def produce(
         self, topic: str, key: str | bytes | None, value: bytes, partition: int | None = None
@@ -1228,12 +1253,12 @@ class _EventConsumer(_ConsumerThread):
     def _setup(self, consumer: Consumer) -> None:
         pass  # partitions are assigned on demand (assign_partition)
 
-    def assign_partition(self, consumer: Consumer, partition: int) -> int:
-        """(thread) Start fetching ``partition`` at its current end offset; returns the offset."""
-        end = _high_watermark(consumer, self.topic, partition)
-        consumer.incremental_assign([TopicPartition(self.topic, partition, end)])
+    def assign_partition(self, consumer: Consumer, partition: int, offset: int) -> None:
+        """(thread) Start fetching ``partition`` at ``offset``."""
+        if partition in self.assigned:  # defensive: never happens (the loop unassigns first)
+            consumer.incremental_unassign([TopicPartition(self.topic, partition)])
+        consumer.incremental_assign([TopicPartition(self.topic, partition, offset)])
         self.assigned.add(partition)
-        return end
 
     def unassign_partition(self, consumer: Consumer, partition: int) -> None:
         if partition in self.assigned:
@@ -1372,12 +1397,15 @@ class KafkaEventBus:
         return sub
 
     async def _ensure_assigned(self, partition: int) -> None:
+        """Make sure ``partition`` is (being) assigned at a known offset.
+
+        The position is fixed as soon as the end offset is known: the consumer thread assigns the
+        partition at exactly that offset (a moment later, in order with any earlier unassign),
+        so everything produced from now on is fetched.  We don't wait for the thread: it sits in
+        poll() for up to 50 ms and can't be woken."""
         fut = self._assigned.get(partition)
         if fut is None:
-            consumer = self._consumer
-            if consumer is None:
-                raise StoreUnavailable("event bus is closed")
-            fut = consumer.call(lambda c: consumer.assign_partition(c, partition))
+            fut = asyncio.ensure_future(self._assign(partition))
             self._assigned[partition] = fut
 
             def failed(f: asyncio.Future[int]) -> None:
@@ -1386,6 +1414,27 @@ class KafkaEventBus:
 
             fut.add_done_callback(failed)
         await asyncio.shield(fut)
+
+    async def _assign(self, partition: int) -> int:
+        topic = self.transport.settings.events_topic
+        offset = await self.transport.end_offset(topic, partition)
+        consumer = self._consumer
+        if consumer is None:
+            raise StoreUnavailable("event bus is closed")
+
+        def assigned(f: asyncio.Future[Any]) -> None:
+            if f.cancelled() or f.exception() is None:
+                return
+            _log.error(
+                "assigning {topic}[{partition}] failed: {err}; its subscribers get no events",
+                topic=topic, partition=partition, err=f.exception(),
+            )
+            if self._assigned.get(partition) is fut_self:
+                del self._assigned[partition]
+
+        fut_self = self._assigned.get(partition)
+        consumer.call(lambda c: consumer.assign_partition(c, partition, offset)).add_done_callback(assigned)
+        return offset
 
     def subscriber_count(self, execution_id: str | None = None) -> int:
         if execution_id is None:
