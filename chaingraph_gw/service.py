@@ -202,6 +202,7 @@ def make_gateway_service(
 
             services = build_services(settings)
             backend = EmbeddedBackendService(settings, services)
+            readiness = backend.readiness_checks()
         backend.setServiceParent(root)
         ready = backend.ready
         if settings.role in ("api", "all"):

@@ -107,6 +107,18 @@ class EmbeddedBackendService(Service):
         await s.tasks.consume(s.runner.handle_task)
         log.info("embedded backend ready (data in {path})", path=self.settings.data_dir)
 
+    def readiness_checks(self) -> dict[str, Any]:
+        store = self.services.store
+
+        async def sqlite() -> str | None:
+            try:
+                await asyncio.wait_for(store.executions.get("readiness-probe"), 3)
+            except Exception as exc:  # noqa: BLE001
+                return f"SQLite store unavailable: {exc}"
+            return None
+
+        return {"store": sqlite}
+
     def stopService(self) -> Deferred[None]:
         super().stopService()
         return Deferred.fromFuture(asyncio.ensure_future(self._stop()))
