@@ -138,6 +138,11 @@ def _filtered(events: list[StoredEvent], types: set[str]) -> list[StoredEvent]:
 
 # -- the router ---------------------------------------------------------------------------------------
 
+# A live follower that hears nothing for this long checks the stored log for events the live
+# feed may have missed (until it has seen the terminal event).
+LOG_RECHECK_SECONDS = 5.0
+
+
 def execution_router() -> Router:
     r = Router()
     guarded = (execution_guard,)
@@ -277,6 +282,7 @@ async def follow_events(
     very slow consumer), we go back to the log instead of buffering without bound.
     """
     next_index = from_index
+    seen_terminal = False
     if stop_at_terminal and from_index > 0:
         # Resuming after the terminal event: nothing more will ever come.
         previous = await services.events.read(execution_id, from_index - 1, 1)
@@ -291,6 +297,7 @@ async def follow_events(
                 if not page:
                     break
                 next_index = page[-1].index + 1
+                seen_terminal = seen_terminal or any(e.type in TERMINAL_EVENTS for e in page)
                 yield page
                 if stop_at_terminal and page[-1].type in TERMINAL_EVENTS:
                     return
@@ -301,7 +308,16 @@ async def follow_events(
                 if sub.overflowed:
                     break  # resubscribe and re-read from the log
                 try:
-                    first = await sub.get()
+                    if seen_terminal:
+                        first = await sub.get()
+                    else:
+                        first = await asyncio.wait_for(sub.get(), LOG_RECHECK_SECONDS)
+                except TimeoutError:
+                    # Quiet for a while: make sure no stored event was missed by the live feed
+                    # (e.g. a broker outage while the worker kept writing to the log).
+                    if await services.events.last_index(execution_id) >= next_index:
+                        break  # re-read from the log
+                    continue
                 except Exception:  # SubscriptionOverflow: fall back to the log
                     break
                 batch = [first] if first.index >= next_index else []
@@ -326,6 +342,7 @@ async def follow_events(
                     break  # a gap (should not happen): re-read from the log
                 batch = [e for i, e in enumerate(batch) if e.index == next_index + i]
                 next_index = batch[-1].index + 1
+                seen_terminal = seen_terminal or any(e.type in TERMINAL_EVENTS for e in batch)
                 yield batch
                 if stop_at_terminal and batch[-1].type in TERMINAL_EVENTS:
                     return

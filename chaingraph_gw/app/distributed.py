@@ -51,7 +51,10 @@ class DistributedParts:
 
 
 def kafka_settings(settings: Settings) -> KafkaSettings:
-    return KafkaSettings(brokers=settings.kafka_brokers or "127.0.0.1:9092", prefix=settings.kafka_topics_prefix)
+    prefix = settings.kafka_topics_prefix
+    # The consumer group is per deployment (prefix), so deployments sharing a cluster never rebalance each other.
+    return KafkaSettings(brokers=settings.kafka_brokers or "127.0.0.1:9092", prefix=prefix,
+                         group_id=f"{prefix}chaingraph-workers")
 
 
 def build_distributed_services(settings: Settings, registry: NodeRegistry | None = None) -> AppServices:

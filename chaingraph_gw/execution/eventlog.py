@@ -62,8 +62,17 @@ class EventWriter:
                     self._pending = batch + self._pending
                     await asyncio.sleep(0.5)
                     continue
-                for event in batch:
-                    await self.bus.publish(self.execution_id, event)
+                publish_many = getattr(self.bus, "publish_many", None)
+                try:
+                    if publish_many is not None:
+                        # One round trip for the batch (Kafka: all acks awaited together, order kept).
+                        await publish_many(self.execution_id, batch)
+                    else:
+                        for event in batch:
+                            await self.bus.publish(self.execution_id, event)
+                except Exception as exc:  # noqa: BLE001 - stored already: readers recover from the log
+                    log.warn("live publish failed for {eid}: {err!r} (events are stored; readers "
+                             "catch up from the log)", eid=self.execution_id, err=exc)
         finally:
             self._flushing = None
             self._idle.set()
