@@ -140,14 +140,16 @@ class DistributedBackendService(Service):
         """Hold a session advisory lock naming this worker's command partition, for the process's life."""
         conn = await psycopg.AsyncConnection.connect(self.settings.database_url, autocommit=True,
                                                      connect_timeout=5)
-        for slot in range(parts.kafka.command_partitions):
+        # The real partition count of the commands topic (it may predate our settings).
+        slots = parts.transport.partition_count(parts.kafka.commands_topic)
+        for slot in range(slots):
             cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (SLOT_LOCK_BASE + slot,))
             row = await cur.fetchone()
             if row and row[0]:
                 self._slot_conn = conn
                 return slot
         await conn.close()
-        raise StoreUnavailable(f"all {parts.kafka.command_partitions} worker slots are taken; "
+        raise StoreUnavailable(f"all {slots} worker slots are taken; "
                                "raise the number of command partitions")
 
     async def _on_task(self, task: dict[str, Any]) -> None:

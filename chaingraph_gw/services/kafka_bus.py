@@ -444,7 +444,9 @@ class KafkaTransport:
             if counts[name] != n:
                 tlog = self._tlog
                 if tlog is not None:
-                    tlog.warn(f"topic {name} has {counts[name]} partitions, configured {n}: using {counts[name]}")
+                    tlog.warn(
+                        f"topic {name} has {counts[name]} partitions, configured {n}: using {counts[name]}"
+                    )
         return counts
 
     def _poll_producer(self, producer: Producer) -> None:
@@ -460,7 +462,9 @@ class KafkaTransport:
     def partition_count(self, topic: str) -> int:
         n = self.partitions.get(topic)
         if n is None or not self.started:
-            raise StoreUnavailable("Kafka transport is not started" if not self._closed else "Kafka transport is closed")
+            raise StoreUnavailable(
+                "Kafka transport is not started" if not self._closed else "Kafka transport is closed"
+            )
         return n
 
     def attach(self, closable: Any) -> None:
@@ -506,8 +510,12 @@ class KafkaTransport:
         """Raise :class:`StoreUnavailable` ("Kafka unreachable: …") unless the cluster answers a
         metadata request within 2 s.  Works before start() too."""
 
+        admin = self._admin
+
         def probe() -> None:
-            client = AdminClient(self.client_config("-ping", **{"socket.connection.setup.timeout.ms": 2000}))
+            client = admin or AdminClient(
+                self.client_config("-ping", **{"socket.connection.setup.timeout.ms": 2000})
+            )
             md = client.list_topics(timeout=2)
             if not md.brokers:
                 raise StoreUnavailable("Kafka unreachable: no brokers in the metadata")
@@ -517,29 +525,35 @@ class KafkaTransport:
         except StoreUnavailable:
             raise
         except TimeoutError as e:
-            raise StoreUnavailable(f"Kafka unreachable: no answer from {self.settings.brokers} within 3 s") from e
+            raise StoreUnavailable(
+                f"Kafka unreachable: no answer from {self.settings.brokers} within 3 s"
+            ) from e
         except Exception as e:
             raise StoreUnavailable(f"Kafka unreachable: {_err_text(e)}") from e
 
-    async def end_offset(self, topic: str, partition: int, timeout: float = 10.0) -> int:
+    async def end_offset(self, topic: str, partition: int, timeout: float = 5.0) -> int:
         """The partition's current end offset (high watermark), asked from the leader through the
         admin client: its own connection, so the answer does not queue behind a consumer's
         long-poll fetch.  Transient errors (a topic created a moment ago) are retried."""
         admin = self._admin
         if admin is None or not self.started:
-            raise StoreUnavailable("Kafka transport is closed" if self._closed else "Kafka transport is not started")
+            raise StoreUnavailable(
+                "Kafka transport is closed" if self._closed else "Kafka transport is not started"
+            )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         tp = TopicPartition(topic, partition)
         while True:
             try:
-                futs = admin.list_offsets({tp: OffsetSpec.latest()}, request_timeout=min(timeout, 5.0))
+                futs = admin.list_offsets({tp: OffsetSpec.latest()}, request_timeout=timeout)
                 (fut,) = futs.values()
                 info = await asyncio.wrap_future(fut)
                 return int(info.offset)
             except KafkaException as e:
                 if _err_code(e) not in _TRANSIENT or loop.time() > deadline:
-                    raise StoreUnavailable(f"Kafka end offset of {topic}[{partition}] unknown: {_err_text(e)}") from e
+                    raise StoreUnavailable(
+                        f"Kafka end offset of {topic}[{partition}] unknown: {_err_text(e)}"
+                    ) from e
                 await asyncio.sleep(0.05)
 
     async def produce(
@@ -551,13 +565,17 @@ class KafkaTransport:
         queue stays full, or delivery fails or times out (``message.timeout.ms``)."""
         producer = self._producer
         if producer is None or not self.started:
-            raise StoreUnavailable("Kafka transport is closed" if self._closed else "Kafka transport is not started")
+            raise StoreUnavailable(
+                "Kafka transport is closed" if self._closed else "Kafka transport is not started"
+            )
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[tuple[int, int]] = loop.create_future()
 
         def on_delivery(err: KafkaError | None, msg: Any) -> None:  # producer poll thread
             if err is not None:
-                exc: StoreUnavailable | None = StoreUnavailable(f"Kafka delivery to {topic} failed: {err.str()}")
+                exc: StoreUnavailable | None = StoreUnavailable(
+                    f"Kafka delivery to {topic} failed: {err.str()}"
+                )
                 result = None
             else:
                 exc, result = None, (msg.partition(), msg.offset())
@@ -569,12 +587,18 @@ class KafkaTransport:
         while True:
             try:
                 producer.produce(
-                    topic, value=value, key=k, partition=-1 if partition is None else partition, on_delivery=on_delivery
+                    topic,
+                    value=value,
+                    key=k,
+                    partition=-1 if partition is None else partition,
+                    on_delivery=on_delivery,
                 )
                 break
             except BufferError:  # local queue full: the delivery thread is draining it
                 if loop.time() > deadline:
-                    raise StoreUnavailable(f"Kafka producer queue full for {timeout:.0f} s (topic {topic})") from None
+                    raise StoreUnavailable(
+                        f"Kafka producer queue full for {timeout:.0f} s (topic {topic})"
+                    ) from None
                 await asyncio.sleep(0.01)
             except KafkaException as e:
                 raise StoreUnavailable(f"Kafka produce to {topic} failed: {_err_text(e)}") from e
@@ -597,12 +621,16 @@ class _ConsumerThread:
     run in the thread between two poll rounds, result as a future on the loop).
     """
 
-    def __init__(self, name: str, loop: asyncio.AbstractEventLoop, config: dict[str, Any], tlog: _ThreadLog) -> None:
+    def __init__(
+        self, name: str, loop: asyncio.AbstractEventLoop, config: dict[str, Any], tlog: _ThreadLog
+    ) -> None:
         self.name = name
         self.loop = loop
         self.tlog = tlog
         self._config = config
-        self._ops: queue.SimpleQueue[tuple[Callable[[Consumer], Any], asyncio.Future[Any] | None]] = queue.SimpleQueue()
+        self._ops: queue.SimpleQueue[tuple[Callable[[Consumer], Any], asyncio.Future[Any] | None]] = (
+            queue.SimpleQueue()
+        )
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self._started: asyncio.Future[None] = loop.create_future()
@@ -622,13 +650,20 @@ class _ConsumerThread:
         self.wake.set()
         return fut
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 20.0) -> None:
+        """Ask the thread to finish (teardown, ``consumer.close()``) and wait up to ``timeout``."""
         self.stopping.set()
         self.wake.set()
-        if self._thread.is_alive() or not self._done.done():
-            if not self._thread.ident:  # never started
-                return
-            await asyncio.shield(self._done)
+        if not self._thread.ident:  # never started
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._done), timeout)
+        except TimeoutError:
+            _log.warn(
+                "Kafka consumer {name} did not stop within {t} s; left behind (daemon thread)",
+                name=self.name,
+                t=timeout,
+            )
 
     def _run_ops(self, consumer: Consumer) -> None:
         while True:
@@ -710,11 +745,15 @@ def _high_watermark(consumer: Consumer, topic: str, partition: int, timeout: flo
     deadline = time.monotonic() + timeout
     while True:
         try:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=3, cached=False)
+            _low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=3, cached=False
+            )
             return int(high)
         except KafkaException as e:
             if _err_code(e) not in _TRANSIENT or time.monotonic() > deadline:
-                raise StoreUnavailable(f"Kafka end offset of {topic}[{partition}] unknown: {_err_text(e)}") from e
+                raise StoreUnavailable(
+                    f"Kafka end offset of {topic}[{partition}] unknown: {_err_text(e)}"
+                ) from e
             time.sleep(0.05)
 
 
@@ -825,7 +864,9 @@ class _TaskConsumer(_ConsumerThread):
     # -- the poll loop -----------------------------------------------------------------------------
 
     def _setup(self, consumer: Consumer) -> None:
-        consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        consumer.subscribe(
+            [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
 
     def _drain_completions(self) -> None:
         while True:
@@ -991,11 +1032,13 @@ class KafkaTaskQueue:
         """(loop) A task arrived from the consumer thread."""
         consumer = self._consumer
         assert consumer is not None and self._handler is not None
-        if self._closing:
+        if self._closing or consumer.draining.is_set():
             consumer.completions.put((st, offset, False))  # not handled: redelivered later
             consumer.wake.set()
             return
-        t = asyncio.get_running_loop().create_task(self._run(self._handler, task), name=f"kafka-task-{offset}")
+        t = asyncio.get_running_loop().create_task(
+            self._run(self._handler, task), name=f"kafka-task-{offset}"
+        )
         self._tasks.add(t)
 
         def done(t: asyncio.Task[None]) -> None:
@@ -1015,10 +1058,14 @@ class KafkaTaskQueue:
             if self._closing and me is not None and me.cancelling():
                 raise
             self.failed += 1
-            _log.warn("task handler was cancelled for execution {executionId}", executionId=task.get("executionId"))
+            _log.warn(
+                "task handler was cancelled for execution {executionId}", executionId=task.get("executionId")
+            )
         except Exception:  # noqa: BLE001  logged; the offset is committed anyway
             self.failed += 1
-            _log.failure("task handler failed for execution {executionId}", executionId=task.get("executionId"))
+            _log.failure(
+                "task handler failed for execution {executionId}", executionId=task.get("executionId")
+            )
 
     async def close(self, timeout: float | None = None) -> None:
         """Stop fetching, wait up to ``timeout`` (default ``close_timeout``) for running handlers,
@@ -1031,16 +1078,17 @@ class KafkaTaskQueue:
             return
         consumer.draining.set()
         consumer.wake.set()
-        timeout = self.close_timeout if timeout is None else timeout
-        if self._tasks:
-            _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-            if pending:
-                self._closing = True
-                _log.warn("closing the task queue: {n} handler(s) still running are cancelled", n=len(pending))
-                for t in pending:
-                    t.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-        self._closing = True  # late arrivals from the thread are not started
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.close_timeout if timeout is None else timeout)
+        while self._tasks and loop.time() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=max(deadline - loop.time(), 0))
+        self._closing = True
+        pending = list(self._tasks)
+        if pending:
+            _log.warn("closing the task queue: {n} handler(s) still running are cancelled", n=len(pending))
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         await consumer.stop()
 
 
@@ -1135,7 +1183,9 @@ class KafkaCommandBus:
                 return
             n = self.transport.partition_count(self.transport.settings.commands_topic)
             if self.own_partition >= n:
-                raise ValueError(f"own_partition {self.own_partition} out of range: the commands topic has {n} partitions")
+                raise ValueError(
+                    f"own_partition {self.own_partition} out of range: the commands topic has {n} partitions"
+                )
             consumer = _CommandConsumer(self, asyncio.get_running_loop(), self.own_partition)
             await consumer.start()
             self._consumer = consumer
@@ -1153,7 +1203,9 @@ class KafkaCommandBus:
         topic = self.transport.settings.commands_topic
         n = self.transport.partition_count(topic)
         if not 0 <= partition < n:
-            raise ValueError(f"execution {execution_id} resolves to partition {partition}, the commands topic has {n}")
+            raise ValueError(
+                f"execution {execution_id} resolves to partition {partition}, the commands topic has {n}"
+            )
         if partition == self.own_partition and execution_id in self._handlers:
             # The owner is this process: no round trip through the broker.
             self._dispatch(execution_id, command)
@@ -1288,7 +1340,9 @@ class _EventConsumer(_ConsumerThread):
             try:
                 batch.append((key.decode("utf-8"), _decode_event(m.value())))
             except Exception as e:  # noqa: BLE001
-                self.tlog.warn(f"undecodable event at {m.topic()}[{m.partition()}]@{m.offset()} skipped: {e!r}")
+                self.tlog.warn(
+                    f"undecodable event at {m.topic()}[{m.partition()}]@{m.offset()} skipped: {e!r}"
+                )
         if batch:
             _call_soon(self.loop, self.bus._deliver, batch)
 
@@ -1300,9 +1354,12 @@ class KafkaEventBus:
     ``publish`` produces to the execution's partition (murmur2 of the execution id, computed here
     and passed explicitly so publisher and subscribers agree regardless of the producer's
     partitioner).  One consumer per process (no group) fetches only the partitions that have
-    local subscribers: the first subscriber of a partition assigns it at its current end offset
-    and ``subscribe`` returns after that, so every event published after ``subscribe`` returned
-    reaches the subscription.  A partition without subscribers is unassigned after
+    local subscribers: the first subscriber of a partition asks the leader for the partition's
+    end offset (through the admin client, so the answer does not wait behind the consumer's
+    long-poll fetch) and the consumer thread assigns the partition at exactly that offset.
+    ``subscribe`` returns once that offset is known, i.e. once the consumer's position is fixed:
+    every event published after ``subscribe`` returned has a higher offset and reaches the
+    subscription (a few older events may arrive too; readers skip indexes they already have).  A partition without subscribers is unassigned after
     ``unassign_delay`` seconds (kept a while to spare churn).  Subscriptions are the in-process
     :class:`Subscription` (bounded; overflow marks them dead, the reader re-subscribes).
     """
@@ -1330,9 +1387,12 @@ class KafkaEventBus:
         self.published = 0
         self.delivered = 0
         self.overflows = 0
+        self.assignments = 0  # partitions assigned so far (a subscriber was the first of its partition)
 
     def partition_of(self, execution_id: str) -> int:
-        return partition_for_key(execution_id, self.transport.partition_count(self.transport.settings.events_topic))
+        return partition_for_key(
+            execution_id, self.transport.partition_count(self.transport.settings.events_topic)
+        )
 
     async def start(self) -> None:
         """Start the consumer thread (no partitions yet).  Idempotent; subscribe() does it too."""
@@ -1353,7 +1413,9 @@ class KafkaEventBus:
         if self._closed:
             raise StoreUnavailable("event bus is closed")
         partition = self.partition_of(execution_id)
-        await self.transport.produce(self.transport.settings.events_topic, execution_id, _encode_event(event), partition)
+        await self.transport.produce(
+            self.transport.settings.events_topic, execution_id, _encode_event(event), partition
+        )
         self.published += 1
 
     async def publish_many(self, execution_id: str, events: Iterable[StoredEvent]) -> None:
@@ -1416,8 +1478,10 @@ class KafkaEventBus:
         await asyncio.shield(fut)
 
     async def _assign(self, partition: int) -> int:
+        me = asyncio.current_task()
         topic = self.transport.settings.events_topic
         offset = await self.transport.end_offset(topic, partition)
+        self.assignments += 1
         consumer = self._consumer
         if consumer is None:
             raise StoreUnavailable("event bus is closed")
@@ -1427,12 +1491,13 @@ class KafkaEventBus:
                 return
             _log.error(
                 "assigning {topic}[{partition}] failed: {err}; its subscribers get no events",
-                topic=topic, partition=partition, err=f.exception(),
+                topic=topic,
+                partition=partition,
+                err=f.exception(),
             )
-            if self._assigned.get(partition) is fut_self:
+            if self._assigned.get(partition) is me:
                 del self._assigned[partition]
 
-        fut_self = self._assigned.get(partition)
         consumer.call(lambda c: consumer.assign_partition(c, partition, offset)).add_done_callback(assigned)
         return offset
 
@@ -1443,7 +1508,9 @@ class KafkaEventBus:
 
     @property
     def assigned_partitions(self) -> frozenset[int]:
-        return frozenset(p for p, f in self._assigned.items() if f.done() and not f.cancelled() and f.exception() is None)
+        return frozenset(
+            p for p, f in self._assigned.items() if f.done() and not f.cancelled() and f.exception() is None
+        )
 
     def _deliver(self, batch: list[tuple[str, StoredEvent]]) -> None:
         """(loop) Events from the consumer thread."""
