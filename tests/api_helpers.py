@@ -7,10 +7,9 @@ Everything runs on the asyncio reactor's loop (trial ``--reactor=asyncio``); tes
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +21,9 @@ from twisted.trial.unittest import TestCase
 
 from chaingraph_gw.api.auth import mint_token
 from chaingraph_gw.api.wire_types import ExecutionEventImpl, register_wire_types
+from chaingraph_gw.client import AutobahnBridge, ConnectionClosed, TRPCClientError, TRPCCore
 from chaingraph_gw.config import load_settings
 from chaingraph_gw.service import make_gateway_service
-from chaingraph_gw.trpc import superjson as sj
 
 from .helpers import aw, deferred_from
 
@@ -267,6 +266,19 @@ async def wait_events(c: TRPCClient, exec_id: str, pred: Any, *, timeout: float 
     return seen
 
 
+async def wait_for_change(changed: asyncio.Event, deadline: float, timeout_message: Callable[[], str]) -> None:
+    """Wait until ``changed`` is set again or the ``time.monotonic()`` deadline passes (then return too);
+    raises ``AssertionError(timeout_message())`` when the deadline had already passed."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise AssertionError(timeout_message())
+    changed.clear()
+    try:
+        await asyncio.wait_for(changed.wait(), remaining)
+    except TimeoutError:
+        pass
+
+
 class EventFollower:
     """Follows an execution's events in a background task (``executionEvents`` or
     ``subscribeToExecutionEvents``); ``events`` holds plain dicts ``{index, type, timestamp, data}``."""
@@ -322,14 +334,8 @@ class EventFollower:
                     return e
             if self.ended:
                 raise AssertionError(f"stream ended ({self.error!r}) without the awaited event; got {self.types()}")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"timed out waiting for an event; got {self.types()}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
+            await wait_for_change(self._changed, deadline,
+                                  lambda: f"timed out waiting for an event; got {self.types()}")
 
     async def until_type(self, type_: str, timeout: float = 5.0, **data_match: Any) -> dict[str, Any]:
         return await self.until(lambda e: e["type"] == type_ and _matches(e, data_match), timeout)
@@ -337,14 +343,7 @@ class EventFollower:
     async def until_ended(self, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
         while not self.ended:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"stream did not end; got {self.types()}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
+            await wait_for_change(self._changed, deadline, lambda: f"stream did not end; got {self.types()}")
 
     async def close(self) -> None:
         if self._task is not None and not self._task.done():
@@ -399,32 +398,13 @@ def check_event_sequence(tc: TestCase, events: list[dict[str, Any]], start: int 
 
 # -- clients ----------------------------------------------------------------------------------------
 #
-# chaingraph_gw.client.TRPCClient is built on autobahn.asyncio, which calls txaio.use_asyncio() at
+# chaingraph_gw.client.TRPCClient connects with autobahn.asyncio, which calls txaio.use_asyncio() at
 # import time; the gateway (autobahn.twisted) already selected Twisted in this process, so that
-# module cannot be imported here. TRPCClient below is the same protocol logic on autobahn.twisted.
+# adapter cannot be used here. TRPCClient below is the same protocol core on autobahn.twisted.
 
 
-class TRPCClientError(Exception):
-    def __init__(self, shape: dict[str, Any]) -> None:
-        super().__init__(shape.get("message", "error"))
-        self.shape = shape
-        self.code: str = (shape.get("data") or {}).get("code", "")
-        self.data: dict[str, Any] = shape.get("data") or {}
-
-
-class ConnectionClosed(Exception):
+class _Protocol(AutobahnBridge, WebSocketClientProtocol):
     pass
-
-
-class _Protocol(WebSocketClientProtocol):
-    def onOpen(self) -> None:
-        self.factory.client._opened(self)
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.factory.client._message(payload)
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.factory.client._closed(code, reason)
 
 
 async def _ws_connect(client: Any, url: str, headers: dict[str, str]) -> None:
@@ -438,161 +418,30 @@ async def _ws_connect(client: Any, url: str, headers: dict[str, str]) -> None:
     await asyncio.wait_for(aw(endpoint.connect(factory)), 5)
 
 
-class TRPCClient:
-    """query / mutation / subscribe over tRPC WS with superjson (like chaingraph_gw.client.TRPCClient)."""
+class TRPCClient(TRPCCore):
+    """query / mutation / subscribe over tRPC WS with superjson (chaingraph_gw.client's core on
+    autobahn.twisted); also records every JSON frame received in :attr:`frames`."""
+
+    close_timeout = 2.0
+    abort_on_close_timeout = True
 
     def __init__(self, url: str, *, connection_params: dict[str, str] | None = None,
                  headers: dict[str, str] | None = None) -> None:
-        self.url = url
-        self.connection_params = connection_params
-        self.headers = headers or {}
-        self.codec = sj.default
-        self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._subs: dict[int, asyncio.Queue[tuple[str, Any]]] = {}
-        self._proto: Any = None
-        self._open: asyncio.Future[None] | None = None
-        self._closed_fut: asyncio.Future[None] | None = None
-        self.close_code: int | None = None
+        super().__init__(url, connection_params=connection_params, headers=headers)
         self.frames: list[Any] = []  # every JSON frame received (decoded, not superjson-decoded)
 
     async def connect(self, timeout: float = 5.0) -> TRPCClient:
-        loop = asyncio.get_running_loop()
-        url = self.url
-        if self.connection_params is not None:
-            url += ("&" if "?" in url else "?") + "connectionParams=1"
-        self._open = loop.create_future()
-        self._closed_fut = loop.create_future()
-        await _ws_connect(self, url, self.headers)
-        await asyncio.wait_for(asyncio.shield(self._open), timeout)
+        await super().connect(timeout)
         return self
 
-    def _opened(self, proto: Any) -> None:
-        self._proto = proto
-        if self.connection_params is not None:
-            proto.sendMessage(orjson.dumps({"method": "connectionParams", "data": self.connection_params}))
-        if self._open is not None and not self._open.done():
-            self._open.set_result(None)
+    async def _connect_transport(self, url: str, timeout: float) -> None:
+        await _ws_connect(self, url, self.headers)
 
-    def _message(self, payload: bytes) -> None:
-        if payload == b"PING":
-            if self._proto is not None:
-                self._proto.sendMessage(b"PONG")
-            return
-        if payload == b"PONG":
-            return
-        msg = orjson.loads(payload)
+    def _frame_received(self, payload: bytes) -> None:
         self.frames.append(orjson.loads(payload))  # untouched (the superjson decoder works in place)
-        rid = msg.get("id")
-        if "error" in msg:
-            err = TRPCClientError(self.codec.deserialize(msg["error"]))
-            if rid in self._pending:
-                fut = self._pending.pop(rid)
-                if not fut.done():
-                    fut.set_exception(err)
-            elif rid in self._subs:
-                self._subs[rid].put_nowait(("error", err))
-            elif rid is None:
-                for fut in self._pending.values():
-                    if not fut.done():
-                        fut.set_exception(err)
-                self._pending.clear()
-                for q in self._subs.values():
-                    q.put_nowait(("error", err))
-            return
-        result = msg.get("result") or {}
-        kind = result.get("type", "data")
-        if rid in self._pending:
-            fut = self._pending.pop(rid)
-            if not fut.done():
-                fut.set_result(self.codec.deserialize(result["data"]) if "data" in result else None)
-        elif rid in self._subs:
-            if kind == "data":
-                self._subs[rid].put_nowait(("data", self.codec.deserialize(result["data"])))
-            else:
-                self._subs[rid].put_nowait((kind, None))
-
-    def _closed(self, code: int | None, reason: str | None) -> None:
-        self.close_code = code
-        exc = ConnectionClosed(f"connection closed ({code}: {reason})")
-        if self._open is not None and not self._open.done():
-            self._open.set_exception(exc)
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(exc)
-        self._pending.clear()
-        for q in self._subs.values():
-            q.put_nowait(("closed", exc))
-        self._proto = None
-        if self._closed_fut is not None and not self._closed_fut.done():
-            self._closed_fut.set_result(None)
-
-    @property
-    def connected(self) -> bool:
-        return self._proto is not None
-
-    async def wait_closed(self, timeout: float = 3.0) -> None:
-        assert self._closed_fut is not None
-        await asyncio.wait_for(asyncio.shield(self._closed_fut), timeout)
-
-    def _send(self, obj: dict[str, Any]) -> None:
-        if self._proto is None:
-            raise ConnectionClosed("not connected")
-        self._proto.sendMessage(orjson.dumps(obj))
 
     def send_raw(self, obj: Any) -> None:
         self._send(obj)
-
-    async def _call(self, method: str, path: str, input: Any) -> Any:
-        rid = next(self._ids)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[rid] = fut
-        self._send({"id": rid, "method": method, "params": {"path": path, "input": self.codec.serialize(input)}})
-        return await fut
-
-    async def query(self, path: str, input: Any = sj.UNDEFINED) -> Any:
-        return await self._call("query", path, input)
-
-    async def mutation(self, path: str, input: Any = sj.UNDEFINED) -> Any:
-        return await self._call("mutation", path, input)
-
-    async def subscribe(self, path: str, input: Any = sj.UNDEFINED,
-                        last_event_id: str | None = None) -> AsyncIterator[Any]:
-        """Yields each data item (tracked items as ``{"id", "data"}``) until the server stops the stream."""
-        rid = next(self._ids)
-        q: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self._subs[rid] = q
-        params: dict[str, Any] = {"path": path, "input": self.codec.serialize(input)}
-        if last_event_id is not None:
-            params["lastEventId"] = last_event_id
-        self._send({"id": rid, "method": "subscription", "params": params})
-        try:
-            while True:
-                kind, value = await q.get()
-                if kind == "data":
-                    yield value
-                elif kind == "started":
-                    continue
-                elif kind == "stopped":
-                    return
-                else:
-                    raise value
-        finally:
-            self._subs.pop(rid, None)
-            if self._proto is not None:
-                try:
-                    self._send({"id": rid, "method": "subscription.stop"})
-                except ConnectionClosed:
-                    pass
-
-    async def close(self) -> None:
-        if self._proto is not None:
-            self._proto.sendClose(1000)
-            try:
-                await self.wait_closed(2)
-            except TimeoutError:
-                if self._proto is not None:
-                    self._proto.dropConnection(abort=True)
 
 
 class RawClient:
@@ -602,7 +451,7 @@ class RawClient:
         self.url = url
         self.headers = headers or {}
         self.frames: list[Any] = []
-        self.proto: Any = None
+        self._transport: tuple[Any, Any, Any] | None = None  # send, close, abort
         self.close_code: int | None = None
         self.closed: asyncio.Future[int | None] | None = None
         self._open: asyncio.Future[None] | None = None
@@ -618,20 +467,20 @@ class RawClient:
         await asyncio.wait_for(asyncio.shield(self._open), 5)
         return self
 
-    def _opened(self, proto: Any) -> None:
-        self.proto = proto
+    def connection_made(self, send: Any, close: Any, abort: Any) -> None:
+        self._transport = (send, close, abort)
         for frame in self._initial:
             self.send(frame)
         if self._open is not None and not self._open.done():
             self._open.set_result(None)
 
-    def _message(self, payload: bytes) -> None:
+    def data_received(self, payload: bytes) -> None:
         text = payload.decode("utf-8")
         self.frames.append(text if text in ("PING", "PONG") else json.loads(text))
         self._changed.set()
 
-    def _closed(self, code: int | None, reason: str | None) -> None:
-        self.proto = None
+    def connection_lost(self, code: int | None, reason: str | None) -> None:
+        self._transport = None
         self.close_code = code
         if self._open is not None and not self._open.done():
             self._open.set_exception(ConnectionClosed(f"closed during handshake ({code})"))
@@ -640,9 +489,9 @@ class RawClient:
         self._changed.set()
 
     def send(self, frame: Any) -> None:
-        assert self.proto is not None, "not connected"
+        assert self._transport is not None, "not connected"
         data = frame if isinstance(frame, (bytes, str)) else json.dumps(frame, separators=(",", ":"))
-        self.proto.sendMessage(data.encode("utf-8") if isinstance(data, str) else data)
+        self._transport[0](data.encode("utf-8") if isinstance(data, str) else data)
 
     def for_id(self, rid: Any) -> list[dict[str, Any]]:
         return [f for f in self.frames if isinstance(f, dict) and f.get("id") == rid]
@@ -653,23 +502,16 @@ class RawClient:
             value = pred()
             if value:
                 return value
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"timed out; frames so far: {self.frames}")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
+            await wait_for_change(self._changed, deadline, lambda: f"timed out; frames so far: {self.frames}")
 
     async def close(self) -> None:
-        if self.proto is not None:
-            self.proto.sendClose(1000)
+        if self._transport is not None:
+            self._transport[1]()
             try:
                 await asyncio.wait_for(asyncio.shield(self.closed), 2)  # type: ignore[arg-type]
             except TimeoutError:
-                if self.proto is not None:
-                    self.proto.dropConnection(abort=True)
+                if self._transport is not None:
+                    self._transport[2]()
 
 
 def sj_input(value: Any) -> dict[str, Any]:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,21 +30,8 @@ from chaingraph_gw.services.memory_bus import (
 from chaingraph_gw.services.records import StoredEvent
 from chaingraph_gw.services.sqlite_store import SQLiteStore
 
+from .helpers import async_test
 from .test_services_sqlite import sync_implementations_of_async_methods
-
-
-def async_test(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Deferred[Any]]:
-    """Run an ``async def`` test as an asyncio task on the reactor's loop."""
-
-    @functools.wraps(fn)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Deferred[Any]:
-        from twisted.internet import reactor
-
-        loop = reactor._asyncioEventloop  # type: ignore[attr-defined]
-        return Deferred.fromFuture(loop.create_task(fn(self, *args, **kwargs)))
-
-    return wrapper
-
 
 T0 = datetime(2025, 9, 15, 12, 0, 0, tzinfo=UTC)
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import functools
 import inspect
 import os
 import sqlite3
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,18 +28,7 @@ from chaingraph_gw.services.records import ExecutionRecord, FlowRecord, StoredEv
 from chaingraph_gw.services.sqlite_store import SCHEMA_VERSION, SQLiteStore
 from chaingraph_gw.trpc.superjson import UNDEFINED, JSError, JSMap, JSSet
 
-
-def async_test(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Deferred[Any]]:
-    """Run an ``async def`` test as an asyncio task on the reactor's loop."""
-
-    @functools.wraps(fn)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Deferred[Any]:
-        from twisted.internet import reactor
-
-        loop = reactor._asyncioEventloop  # type: ignore[attr-defined]
-        return Deferred.fromFuture(loop.create_task(fn(self, *args, **kwargs)))
-
-    return wrapper
+from .helpers import async_test
 
 
 def sync_implementations_of_async_methods(iface: Any, obj: Any) -> list[str]:
@@ -642,7 +629,10 @@ class EventLogTests(_StoreCase):
         self.assertEqual(ev.data["tags"], JSSet(["a", "b"]))
         self.assertEqual(ev.data["map"], JSMap([(1, "one")]))
         self.assertNotEqual(ev.data["nan"], ev.data["nan"])
-        # stored as the superjson payload: the Date annotation is in the row
+        await self.assert_stored_with_date(at)
+
+    async def assert_stored_with_date(self, at: datetime) -> None:
+        """The one stored row is the superjson payload (the Date annotation is in it), at ``at``."""
         conn = sqlite3.connect(self.path)
         try:
             raw = conn.execute("SELECT data, ts FROM chaingraph_execution_events").fetchone()

@@ -24,17 +24,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from ..api.wire_types import register_wire_types
 from ..config import Settings
 from ..execution.service import ExecutionRunner, ExecutionService
 from ..nodes.sdk import NodeRegistry, core_registry
 from ..services.interfaces import StoreUnavailable
 from ..services.kafka_bus import KafkaCommandBus, KafkaEventBus, KafkaSettings, KafkaTaskQueue, KafkaTransport
 from ..services.postgres_store import PostgresStore
+from .backend import BackendService, ReadinessCheck, readiness_probe
 from .embedded import AppServices
 
 log = Logger(namespace="chaingraph_gw.distributed")
@@ -84,15 +82,13 @@ def build_distributed_services(settings: Settings, registry: NodeRegistry | None
     return services
 
 
-class DistributedBackendService(Service):
+class DistributedBackendService(BackendService):
     """Connects to PostgreSQL (migrating under an advisory lock) and Kafka, then runs the role."""
 
     name = "distributed-backend"
 
     def __init__(self, settings: Settings, services: AppServices) -> None:
-        self.settings = settings
-        self.services = services
-        self.ready: Deferred[None] = Deferred()
+        super().__init__(settings, services)
         self._slot_conn: Any = None
         self._sweeper: asyncio.Task[None] | None = None
         self._worker_sem: asyncio.Semaphore | None = None
@@ -102,12 +98,6 @@ class DistributedBackendService(Service):
     @property
     def is_worker(self) -> bool:
         return self.settings.role in ("worker", "all")
-
-    def startService(self) -> None:
-        super().startService()
-        register_wire_types()
-        d = Deferred.fromFuture(asyncio.ensure_future(self._start()))
-        d.addCallbacks(lambda _: self.ready.callback(None), self.ready.errback)
 
     async def _start(self) -> None:
         s = self.services
@@ -192,20 +182,14 @@ class DistributedBackendService(Service):
             log.info("recovery sweep re-queued {n} execution(s)", n=n)
         return n
 
-    def stopService(self) -> Deferred[None]:
-        super().stopService()
-        return Deferred.fromFuture(asyncio.ensure_future(self._stop()))
-
     async def _stop(self) -> None:
         s = self.services
         parts: DistributedParts = s.extra
         if self._sweeper is not None:
             self._sweeper.cancel()
-        if s.runner is not None:
-            for engine in list(s.runner.active.values()):
-                # Leases are released by the runs themselves; another worker resumes nothing
-                # (the run ends cancelled), so drain executions by letting supervisors stop us gently.
-                engine.stop("Worker shutting down")
+        # Leases are released by the runs themselves; another worker resumes nothing
+        # (the run ends cancelled), so drain executions by letting supervisors stop us gently.
+        self.stop_active_runs("Worker shutting down")
         for t in list(self._running):
             try:
                 await asyncio.wait_for(asyncio.shield(t), 5)
@@ -222,24 +206,10 @@ class DistributedBackendService(Service):
         if self._slot_conn is not None:
             await self._slot_conn.close()
 
-    def readiness_checks(self) -> dict[str, Any]:
+    def readiness_checks(self) -> dict[str, ReadinessCheck]:
         parts: DistributedParts = self.services.extra
-
-        async def postgres() -> str | None:
-            try:
-                await asyncio.wait_for(parts.store.ping(), 3)
-            except Exception as exc:
-                return f"PostgreSQL unreachable: {exc}"
-            return None
-
-        async def kafka() -> str | None:
-            try:
-                await asyncio.wait_for(parts.transport.ping(), 4)
-            except Exception as exc:
-                return f"Kafka unreachable: {exc}"
-            return None
-
-        return {"postgres": postgres, "kafka": kafka}
+        return {"postgres": readiness_probe(parts.store.ping, 3, "PostgreSQL unreachable"),
+                "kafka": readiness_probe(parts.transport.ping, 4, "Kafka unreachable")}
 
 
 async def _retrying(name: str, start: Any, attempts: int = 30, delay: float = 1.0) -> None:

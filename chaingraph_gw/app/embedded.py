@@ -6,21 +6,17 @@ interfaces the distributed backends implement.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ..api.auth import Authenticator, RequestContext
 from ..api.execution import execution_router
 from ..api.flows import flows_router, nodes_router, normalise_document
-from ..api.wire_types import register_wire_types
 from ..config import Settings
 from ..execution.service import ExecutionRunner, ExecutionService, Services
 from ..flow import ids
@@ -31,6 +27,7 @@ from ..services.records import FlowRecord
 from ..services.sqlite_store import SQLiteStore
 from ..trpc.router import Router
 from ..trpc.session import ConnectionInfo
+from .backend import BackendService, ReadinessCheck, readiness_probe
 
 log = Logger(namespace="chaingraph_gw.embedded")
 
@@ -79,22 +76,10 @@ def make_context_factory(settings: Settings, services: AppServices) -> Any:
     return create_context
 
 
-class EmbeddedBackendService(Service):
+class EmbeddedBackendService(BackendService):
     """Opens the store, recovers interrupted runs, loads example flows, starts the workers."""
 
     name = "embedded-backend"
-
-    def __init__(self, settings: Settings, services: AppServices) -> None:
-        self.settings = settings
-        self.services = services
-        self.ready: Deferred[None] = Deferred()
-
-    def startService(self) -> None:
-        super().startService()
-        register_wire_types()
-        # asyncio tasks (the store and queue are asyncio-native); they run once the reactor runs.
-        d = Deferred.fromFuture(asyncio.ensure_future(self._start()))
-        d.addCallbacks(lambda _: self.ready.callback(None), self.ready.errback)
 
     async def _start(self) -> None:
         s = self.services
@@ -107,26 +92,14 @@ class EmbeddedBackendService(Service):
         await s.tasks.consume(s.runner.handle_task)
         log.info("embedded backend ready (data in {path})", path=self.settings.data_dir)
 
-    def readiness_checks(self) -> dict[str, Any]:
+    def readiness_checks(self) -> dict[str, ReadinessCheck]:
         store = self.services.store
-
-        async def sqlite() -> str | None:
-            try:
-                await asyncio.wait_for(store.executions.get("readiness-probe"), 3)
-            except Exception as exc:  # noqa: BLE001
-                return f"SQLite store unavailable: {exc}"
-            return None
-
-        return {"store": sqlite}
-
-    def stopService(self) -> Deferred[None]:
-        super().stopService()
-        return Deferred.fromFuture(asyncio.ensure_future(self._stop()))
+        return {"store": readiness_probe(lambda: store.executions.get("readiness-probe"), 3,
+                                         "SQLite store unavailable")}
 
     async def _stop(self) -> None:
         s = self.services
-        for engine in list(s.runner.active.values()):
-            engine.stop("Gateway shutting down")
+        self.stop_active_runs("Gateway shutting down")
         await s.tasks.close()
         await s.store.close()
 

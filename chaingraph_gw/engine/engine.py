@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from ..flow.model import Edge, Flow, NodeInstance
 from ..nodes.sdk import UNSET, NodeError
+from ..signals import AbortSignal
 from . import events as ev
 from .options import ExecutionOptions
 
@@ -49,33 +50,17 @@ class Outcome:
     execution_time_ms: int
 
 
-class ExecutionSignal:
-    """Abort signal handed to nodes as ``ctx.signal`` (``.aborted``, ``.reason``, ``add_callback``)."""
+class ExecutionSignal(AbortSignal):
+    """Abort signal handed to nodes as ``ctx.signal`` (``.aborted``, ``.reason``, ``add_callback``);
+    a failing callback is logged and the others still run."""
 
-    __slots__ = ("_callbacks", "aborted", "reason")
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self.aborted = False
-        self.reason: str | None = None
-        self._callbacks: list[Callable[[], None]] = []
-
-    def add_callback(self, cb: Callable[[], None]) -> None:
-        if self.aborted:
+    def _run_callback(self, cb: Callable[[], None]) -> None:
+        try:
             cb()
-        else:
-            self._callbacks.append(cb)
-
-    def abort(self, reason: str) -> None:
-        if self.aborted:
-            return
-        self.aborted = True
-        self.reason = reason
-        callbacks, self._callbacks = self._callbacks, []
-        for cb in callbacks:
-            try:
-                cb()
-            except Exception:  # pragma: no cover - a node callback must not break the engine
-                log.exception("abort callback failed")
+        except Exception:  # pragma: no cover - a node callback must not break the engine
+            log.exception("abort callback failed")
 
 
 class EngineNodeContext:

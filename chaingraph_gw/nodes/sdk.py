@@ -197,7 +197,7 @@ class NodeContext(Protocol):
     depth: int  # 0 for root executions
     parent_execution_id: str | None
     event_data: dict[str, Any] | None  # {"eventName": str, "payload": Any} in a child execution, else None
-    signal: Any  # chaingraph_gw.trpc.router.AbortSignal-like: .aborted, .reason
+    signal: Any  # chaingraph_gw.signals.AbortSignal-like: .aborted, .reason
 
     def emit_event(self, event_name: str, payload: Any) -> None:
         """EventEmitterNode: ask for a child execution of the same flow."""

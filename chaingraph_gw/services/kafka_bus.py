@@ -54,7 +54,7 @@ from zope.interface import implementer
 
 from ..trpc.superjson import deserialize, serialize
 from .interfaces import ICommandBus, IEventBus, ITaskQueue, StoreUnavailable
-from .memory_bus import DEFAULT_SUBSCRIPTION_MAXSIZE, Subscription
+from .memory_bus import DEFAULT_SUBSCRIPTION_MAXSIZE, CommandHandlerTable, Subscription
 from .records import StoredEvent
 
 __all__ = [
@@ -738,6 +738,15 @@ class _ConsumerThread:
     def _teardown(self, consumer: Consumer) -> None:
         pass
 
+    def _usable(self, msg: Any) -> bool:
+        """(thread) False for an error event instead of a message (logged unless a partition EOF)."""
+        err = msg.error()
+        if err is None:
+            return True
+        if err.code() != KafkaError._PARTITION_EOF:
+            self.tlog.warn(f"consume error: {err.str()}")
+        return False
+
 
 def _high_watermark(consumer: Consumer, topic: str, partition: int, timeout: float = 10.0) -> int:
     """(consumer thread) The partition's current end offset, asked from the leader (not cached),
@@ -933,10 +942,7 @@ class _TaskConsumer(_ConsumerThread):
             self._handle(msg)
 
     def _handle(self, msg: Any) -> None:
-        err = msg.error()
-        if err is not None:
-            if err.code() != KafkaError._PARTITION_EOF:
-                self.tlog.warn(f"consume error: {err.str()}")
+        if not self._usable(msg):
             return
         if self._in_flight >= self.concurrency or self._held:
             self._held.append(msg)
@@ -1118,10 +1124,7 @@ class _CommandConsumer(_ConsumerThread):
             return
         batch: list[tuple[str, Any]] = []
         for m in [msg, *consumer.consume(256, 0)]:
-            err = m.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    self.tlog.warn(f"consume error: {err.str()}")
+            if not self._usable(m):
                 continue
             key = m.key()
             if not key:
@@ -1135,7 +1138,7 @@ class _CommandConsumer(_ConsumerThread):
 
 
 @implementer(ICommandBus)
-class KafkaCommandBus:
+class KafkaCommandBus(CommandHandlerTable):
     """:class:`ICommandBus` without broadcast.
 
     Every worker process owns one partition of the commands topic (``own_partition``; the caller
@@ -1190,9 +1193,6 @@ class KafkaCommandBus:
             await consumer.start()
             self._consumer = consumer
             self.transport.attach(self)
-
-    def has_handler(self, execution_id: str) -> bool:
-        return execution_id in self._handlers
 
     async def send(self, execution_id: str, command: dict[str, Any]) -> bool:
         if self._closed:
@@ -1255,19 +1255,10 @@ class KafkaCommandBus:
             raise StoreUnavailable("command bus is closed")
         if self.own_partition is None:
             raise RuntimeError("this command bus has no own_partition: it can send but not receive commands")
-        current = self._handlers.get(execution_id)
-        if current is not None and current != handler:
-            raise ValueError(f"execution {execution_id} already has a command handler")
+        self._check_no_other_handler(execution_id, handler)
         if self._consumer is None:
             await self.start()
         self._handlers[execution_id] = handler
-
-    async def unregister(self, execution_id: str, handler: CommandHandler | None = None) -> bool:
-        current = self._handlers.get(execution_id)
-        if current is None or (handler is not None and current != handler):
-            return False
-        del self._handlers[execution_id]
-        return True
 
     async def close(self) -> None:
         if self._closed:
@@ -1329,10 +1320,7 @@ class _EventConsumer(_ConsumerThread):
         wanted = self.bus._wanted  # mutated on the loop only; membership tests are atomic
         batch: list[tuple[str, StoredEvent]] = []
         for m in [msg, *consumer.consume(500, 0)]:
-            err = m.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    self.tlog.warn(f"consume error: {err.str()}")
+            if not self._usable(m):
                 continue
             key = m.key()
             if key not in wanted:  # nobody here follows it: dropped without decoding

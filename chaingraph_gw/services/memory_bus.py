@@ -37,6 +37,7 @@ from .records import StoredEvent
 
 __all__ = [
     "DEFAULT_SUBSCRIPTION_MAXSIZE",
+    "CommandHandlerTable",
     "LocalCommandBus",
     "LocalTaskQueue",
     "MemoryEventBus",
@@ -370,16 +371,34 @@ def _eid(task: Any) -> Any:
 # ================================================================================================
 
 
+class CommandHandlerTable:
+    """The execution id → handler table of the command buses (this one and Kafka's)."""
+
+    _handlers: dict[str, CommandHandler]
+
+    def has_handler(self, execution_id: str) -> bool:
+        return execution_id in self._handlers
+
+    def _check_no_other_handler(self, execution_id: str, handler: CommandHandler) -> None:
+        current = self._handlers.get(execution_id)
+        if current is not None and current != handler:
+            raise ValueError(f"execution {execution_id} already has a command handler")
+
+    async def unregister(self, execution_id: str, handler: CommandHandler | None = None) -> bool:
+        current = self._handlers.get(execution_id)
+        if current is None or (handler is not None and current != handler):
+            return False
+        del self._handlers[execution_id]
+        return True
+
+
 @implementer(ICommandBus)
-class LocalCommandBus:
+class LocalCommandBus(CommandHandlerTable):
     """:class:`ICommandBus` for engines running in this process: a dict execution id → handler."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, CommandHandler] = {}
         self._closed = False
-
-    def has_handler(self, execution_id: str) -> bool:
-        return execution_id in self._handlers
 
     async def send(self, execution_id: str, command: dict[str, Any]) -> bool:
         if self._closed:
@@ -402,17 +421,8 @@ class LocalCommandBus:
     async def register(self, execution_id: str, handler: CommandHandler) -> None:
         if self._closed:
             raise StoreUnavailable("command bus is closed")
-        current = self._handlers.get(execution_id)
-        if current is not None and current != handler:
-            raise ValueError(f"execution {execution_id} already has a command handler")
+        self._check_no_other_handler(execution_id, handler)
         self._handlers[execution_id] = handler
-
-    async def unregister(self, execution_id: str, handler: CommandHandler | None = None) -> bool:
-        current = self._handlers.get(execution_id)
-        if current is None or (handler is not None and current != handler):
-            return False
-        del self._handlers[execution_id]
-        return True
 
     async def close(self) -> None:
         self._closed = True

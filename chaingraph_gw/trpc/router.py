@@ -32,37 +32,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from twisted.internet.defer import Deferred as _Deferred
 
+from ..signals import AbortSignal
 from .errors import TRPCError
 
 ProcedureKind = Literal["query", "mutation", "subscription"]
 Handler = Callable[["Call"], Any]
 Middleware = Callable[["Call", Callable[[], Any]], Any]
-
-
-class AbortSignal:
-    """Fires when the caller goes away (subscription.stop, socket close)."""
-
-    __slots__ = ("_callbacks", "aborted", "reason")
-
-    def __init__(self) -> None:
-        self.aborted = False
-        self.reason: str | None = None
-        self._callbacks: list[Callable[[], None]] = []
-
-    def add_callback(self, cb: Callable[[], None]) -> None:
-        if self.aborted:
-            cb()
-        else:
-            self._callbacks.append(cb)
-
-    def abort(self, reason: str = "aborted") -> None:
-        if self.aborted:
-            return
-        self.aborted = True
-        self.reason = reason
-        callbacks, self._callbacks = self._callbacks, []
-        for cb in callbacks:
-            cb()
 
 
 @dataclass(slots=True)
