@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DATA   ?= ./var
 
-.PHONY: install run test test-unit test-conformance bench lint clean services services-down services-reset
+.PHONY: install run test test-unit test-conformance bench lint clean services services-down services-reset deploy-deps
 
 install: $(VENV)/.installed conformance/node_modules/.installed
 
@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# compat mode puts the checkout on sys.path, so twistd finds twisted/plugins/ here.
-	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[test,deploy]' --config-settings editable_mode=compat
 	touch $@
 
 conformance/node_modules/.installed: conformance/package-lock.json
@@ -26,10 +26,19 @@ run: $(VENV)/.installed
 # Everything: trial unit + integration tests, then the Node conformance suite; ends with
 # one line "N passed, N failed" and a non-zero exit status if anything failed. PostgreSQL and
 # Kafka are started (or reused) on 127.0.0.1 unless DATABASE_URL / KAFKA_BROKERS are given.
-test: install
+test: install deploy-deps
 	@if [ -z "$$DATABASE_URL" ] || [ -z "$$KAFKA_BROKERS" ]; then bash scripts/services/services.sh up; fi
 	DATABASE_URL=$${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/chaingraph} \
 		KAFKA_BROKERS=$${KAFKA_BROKERS:-127.0.0.1:9092} $(BIN)/python scripts/run_tests.py
+
+# nginx (+ shellcheck) for the deployment tests; best effort: those tests skip without it.
+deploy-deps:
+	@if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light shellcheck \
+	      || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) >/dev/null \
+	      || echo "nginx not installed: deployment tests will be skipped"; \
+	  else echo "nginx not installed: deployment tests will be skipped"; fi; fi
 
 # PostgreSQL (127.0.0.1:5432, db chaingraph) and Kafka (127.0.0.1:9092) for development and tests.
 services:
@@ -52,6 +61,7 @@ bench: install
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check chaingraph_gw tests twisted scripts
+	@if command -v shellcheck >/dev/null; then shellcheck docker/entrypoint.sh scripts/services/*.sh; fi
 
 clean:
 	rm -rf $(VENV) conformance/node_modules _trial_temp* bench/results
