@@ -62,8 +62,12 @@ def readiness_probe(call: Callable[[], Awaitable[Any]], timeout: float, failure:
     async def check() -> str | None:
         try:
             await asyncio.wait_for(call(), timeout)
+        except TimeoutError:
+            return f"{failure}: no answer within {timeout:g} s"
         except Exception as exc:  # noqa: BLE001
-            return f"{failure}: {exc}"
+            text = str(exc) or type(exc).__name__
+            # Backends may already say "X unreachable: …": do not repeat the prefix.
+            return text if text.startswith(failure) else f"{failure}: {text}"
         return None
 
     return check

@@ -174,7 +174,10 @@ class DistributedBackendService(BackendService):
         for rec in await s.executions.find_by_status({"running", "paused"}, limit=500):
             lease = getattr(rec, "lease_expires_at", None)
             orphan = rec.processing_worker_id is None and rec.updated_at < wall - timedelta(seconds=30)
-            expired = rec.processing_worker_id is not None and lease is not None and lease <= wall
+            # A grace period of one more lease: after a database outage the owner renews within
+            # lease/3 of its return; only a lease left expired that long means the worker is gone.
+            grace = timedelta(seconds=self.settings.lease_seconds)
+            expired = rec.processing_worker_id is not None and lease is not None and lease + grace <= wall
             if orphan or expired:
                 await s.tasks.submit({"executionId": rec.id, "flowId": rec.flow_id, "recovery": True})
                 n += 1

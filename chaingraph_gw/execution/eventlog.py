@@ -14,6 +14,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from ..services.interfaces import DuplicateEvent
 from ..services.records import StoredEvent
 
 log = Logger(namespace="chaingraph_gw.execution")
@@ -36,6 +37,11 @@ class EventWriter:
         # runner first makes the row terminal, so a client reacting to the event reads a final row.
         self.hold_terminal = False
         self.held: StoredEvent | None = None
+        # Don't wait for the live publish (the events are stored): used where a caller must not
+        # block on a broker outage, e.g. `create`.
+        self.publish_in_background = False
+        self._background: set[asyncio.Future[None]] = set()
+        self.superseded = False
 
     def emit(self, type_: str, data: Any) -> StoredEvent:
         event = StoredEvent(self.execution_id, self.next_index, type_, datetime.now(UTC), data)
@@ -55,27 +61,45 @@ class EventWriter:
                 batch, self._pending = self._pending, []
                 try:
                     await self.event_log.append_many(batch)
-                except Exception as exc:  # keep order: retry the same batch
+                except DuplicateEvent as exc:
+                    # Someone else wrote these indexes (our lease was taken over): never retry, never
+                    # overwrite; this writer is done.
+                    log.error("event log of {eid} moved on without us ({err}); dropping {n} event(s)",
+                              eid=self.execution_id, err=exc, n=len(batch) + len(self._pending))
+                    self.failed = exc
+                    self.superseded = True
+                    self._pending = []
+                    break
+                except Exception as exc:  # noqa: BLE001 - keep order: retry the same batch
                     log.error("event log append failed for {eid}: {err!r}; retrying", eid=self.execution_id,
                               err=exc)
                     self.failed = exc
                     self._pending = batch + self._pending
                     await asyncio.sleep(0.5)
                     continue
-                publish_many = getattr(self.bus, "publish_many", None)
-                try:
-                    if publish_many is not None:
-                        # One round trip for the batch (Kafka: all acks awaited together, order kept).
-                        await publish_many(self.execution_id, batch)
-                    else:
-                        for event in batch:
-                            await self.bus.publish(self.execution_id, event)
-                except Exception as exc:  # noqa: BLE001 - stored already: readers recover from the log
-                    log.warn("live publish failed for {eid}: {err!r} (events are stored; readers "
-                             "catch up from the log)", eid=self.execution_id, err=exc)
+                if self.publish_in_background:
+                    task = asyncio.ensure_future(self._publish(batch))
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
+                else:
+                    await self._publish(batch)
         finally:
             self._flushing = None
             self._idle.set()
+
+    async def _publish(self, batch: list[StoredEvent]) -> None:
+        """Live fan-out of stored events; a failure only delays followers (they re-read the log)."""
+        publish_many = getattr(self.bus, "publish_many", None)
+        try:
+            if publish_many is not None:
+                # One round trip for the batch (Kafka: all acks awaited together, order kept).
+                await publish_many(self.execution_id, batch)
+            else:
+                for event in batch:
+                    await self.bus.publish(self.execution_id, event)
+        except Exception as exc:  # noqa: BLE001 - stored already: readers recover from the log
+            log.warn("live publish failed for {eid}: {err!r} (events are stored; readers "
+                     "catch up from the log)", eid=self.execution_id, err=exc)
 
     async def release_terminal(self) -> None:
         if self.held is not None:

@@ -89,6 +89,7 @@ class ExecutionService:
         await self.s.executions.create(rec)
         # Index 0 of every stream: a subscriber that attaches right after `create` sees it at once.
         writer = EventWriter(exec_id, next_index=0, event_log=self.s.events, bus=self.s.bus)
+        writer.publish_in_background = True  # stored before we answer; the live copy may lag (e.g. broker down)
         writer.emit("execution:created", {
             "executionId": exec_id,
             "flowId": flow_id,
@@ -203,6 +204,9 @@ class ExecutionRunner:
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
         self.active: dict[str, ExecutionEngine] = {}
+        # Ids this worker is handling, from the claim until the lease is released (wider than `active`,
+        # which ends with the engine): a re-delivered task must not start a second copy meanwhile.
+        self.handling: set[str] = set()
         self.lost: set[str] = set()  # executions whose lease another worker took: write nothing more
         self._spawning: set[asyncio.Future[None]] = set()  # child creations in flight
 
@@ -211,14 +215,17 @@ class ExecutionRunner:
         if not isinstance(exec_id, str):
             log.warn("dropping malformed task {task!r}", task=task)
             return
-        if exec_id in self.active:
-            return  # duplicate delivery: already running here
+        if exec_id in self.handling:
+            return  # duplicate delivery: already handled here
         rec = await self.s.executions.get(exec_id)
         if rec is None or rec.status not in ("running", "paused"):
             return  # stopped before it got here, or a duplicate of a finished run
         previous_worker = rec.processing_worker_id
+        if exec_id in self.handling:
+            return
         if not await self.s.executions.claim(exec_id, self.worker_id, self.lease_seconds):
             return  # another worker runs it (at most one at a time)
+        self.handling.add(exec_id)
         heartbeat = asyncio.ensure_future(self._heartbeat(exec_id))
         try:
             if previous_worker is not None and previous_worker != self.worker_id:
@@ -234,6 +241,7 @@ class ExecutionRunner:
             await self._finish_crashed(rec, f"Internal error: {exc}")
         finally:
             heartbeat.cancel()
+            self.handling.discard(exec_id)
             try:
                 await self.s.executions.release(exec_id, self.worker_id)
             except Exception:  # the lease expires by itself
@@ -327,7 +335,7 @@ class ExecutionRunner:
             await self.s.commands.unregister(rec.id)
             self.active.pop(rec.id, None)
         await status_updates.wait()
-        if rec.id in self.lost:
+        if rec.id in self.lost or writer.superseded:
             self.lost.discard(rec.id)
             return  # another worker owns it now; it writes the rest of the stream
         status = {"completed": "completed", "failed": "failed", "cancelled": "stopped"}[outcome.status]

@@ -392,7 +392,10 @@ class TRPCSession:
     def _fail_call(self, req: Request, exc: BaseException, started: float) -> None:
         err = to_trpc_error(exc)
         if not isinstance(exc, TRPCError):
-            log.failure("procedure {path} raised", Failure(exc, type(exc), exc.__traceback__), path=req.path)
+            if err.code == "INTERNAL_SERVER_ERROR":
+                log.failure("procedure {path} raised", Failure(exc, type(exc), exc.__traceback__), path=req.path)
+            else:  # an expected condition with its own code (e.g. a backend outage)
+                log.warn("procedure {path}: {code}: {message}", path=req.path, code=err.code, message=err.message)
         self._send_error(req.id, req.path, err, req.jsonrpc)
         if self.metrics is not None:
             self.metrics.observe(req.method, req.path, time.perf_counter() - started)

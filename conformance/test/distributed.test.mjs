@@ -10,6 +10,7 @@ import crypto from 'node:crypto';
 
 import { makeChainGraphClient, TERMINAL_TYPES, watchExecution } from '../lib/chaingraph-client.mjs';
 import { delay, startGateway } from '../lib/gateway.mjs';
+import { deleteTopics } from '../lib/kafka-cleanup.mjs';
 
 const { DATABASE_URL, KAFKA_BROKERS } = process.env;
 const skip = !DATABASE_URL || !KAFKA_BROKERS ? 'DATABASE_URL and KAFKA_BROKERS are not set' : false;
@@ -80,6 +81,7 @@ before(async () => {
 after(async () => {
   for (const c of clients) await c.close().catch(() => null);
   for (const gw of Object.values(gws)) await gw.stop('SIGKILL').catch(() => null);
+  if (!skip) deleteTopics(KAFKA_BROKERS, prefix);
 });
 
 test('created through gateway 1, followed through gateway 2, runs on a worker', { skip }, async () => {

@@ -26,6 +26,7 @@ import {
   startStack,
 } from '../lib/deploy.mjs';
 import { until, withTimeout } from '../lib/gateway.mjs';
+import { deleteTopics } from '../lib/kafka-cleanup.mjs';
 
 const { DATABASE_URL, KAFKA_BROKERS } = process.env;
 const { skip } = deployPrerequisites();
@@ -52,6 +53,8 @@ function track(c) {
   return c;
 }
 
+const topicPrefix = `deploy-${crypto.randomBytes(4).toString('hex')}.`;
+
 before(async () => {
   if (skip) return;
   stack = await startStack({
@@ -61,7 +64,7 @@ before(async () => {
       EXECUTION_MODE: 'distributed',
       DATABASE_URL,
       KAFKA_BROKERS,
-      KAFKA_TOPICS_PREFIX: `deploy-${crypto.randomBytes(4).toString('hex')}.`,
+      KAFKA_TOPICS_PREFIX: topicPrefix,
       AUTH_ENABLED: 'false',
       CHAINGRAPH_DRAIN_SECONDS: String(DRAIN_SECONDS),
       LB_METHOD: 'ip_hash',
@@ -75,6 +78,7 @@ after(async () => {
   if (stack) {
     await stack.stop(20_000);
     stack.removePrefix();
+    deleteTopics(KAFKA_BROKERS, topicPrefix);
   }
 });
 
