@@ -29,7 +29,8 @@ run: $(VENV)/.installed
 test: install deploy-deps
 	@if [ -z "$$DATABASE_URL" ] || [ -z "$$KAFKA_BROKERS" ]; then bash scripts/services/services.sh up; fi
 	DATABASE_URL=$${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/chaingraph} \
-		KAFKA_BROKERS=$${KAFKA_BROKERS:-127.0.0.1:9092} $(BIN)/python scripts/run_tests.py
+		KAFKA_BROKERS=$${KAFKA_BROKERS:-127.0.0.1:9092} CHAINGRAPH_CHAOS_TESTS=$${CHAINGRAPH_CHAOS_TESTS:-1} \
+		$(BIN)/python scripts/run_tests.py
 
 # nginx (+ shellcheck) for the deployment tests; best effort: those tests skip without it.
 deploy-deps:

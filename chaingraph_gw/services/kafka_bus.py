@@ -91,6 +91,11 @@ _TRANSIENT = frozenset(
         KafkaError.REQUEST_TIMED_OUT,
         KafkaError._TRANSPORT,
         KafkaError._ALL_BROKERS_DOWN,
+        # Right after a broker restart, leadership metadata is briefly behind.
+        KafkaError.UNKNOWN_LEADER_EPOCH,
+        KafkaError.FENCED_LEADER_EPOCH,
+        KafkaError.STALE_BROKER_EPOCH,
+        KafkaError.NOT_COORDINATOR,
     }
 )
 
