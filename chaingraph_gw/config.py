@@ -92,6 +92,7 @@ class Settings:
     worker_concurrency: int = 16
     load_examples: bool = True
     lease_seconds: float = 15.0
+    database_pool_size: int = 20
     recovery_sweep_seconds: float = 5.0
 
     @property
@@ -394,6 +395,12 @@ _SPECS: tuple[_Spec, ...] = (
         "CHAINGRAPH_WORKER_CONCURRENCY",
         _Int(1),
         "Executions a worker process runs at the same time",
+    ),
+    _Spec(
+        "database_pool_size",
+        "CHAINGRAPH_DATABASE_POOL_SIZE",
+        _Int(1),
+        "Distributed: most PostgreSQL connections one process keeps (subscription replays read from it)",
     ),
     _Spec(
         "lease_seconds",

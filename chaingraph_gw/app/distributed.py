@@ -60,7 +60,7 @@ def build_distributed_services(settings: Settings, registry: NodeRegistry | None
         raise ValueError("distributed mode needs DATABASE_URL")
     if not settings.kafka_brokers:
         raise ValueError("distributed mode needs KAFKA_BROKERS")
-    store = PostgresStore(settings.database_url)
+    store = PostgresStore(settings.database_url, max_size=settings.database_pool_size)
     ks = kafka_settings(settings)
     transport = KafkaTransport(ks)
 
