@@ -2,19 +2,29 @@
 
 Everything runs on the asyncio reactor's loop (trial ``--reactor=asyncio``); tests are
 ``async def`` methods decorated with :func:`tests.helpers.async_test`.
+
+``ApiTestCase.backend`` picks the embedded store: ``"sqlite"`` (a file in the data dir) or
+``"postgres"`` (a fresh database ``chaingraph_test_<hex>`` on the server in ``DATABASE_URL``, one per
+data dir, dropped when the test ends). The PostgreSQL twin of a test class is a subclass setting
+``backend = "postgres"`` and ``skip = POSTGRES_SKIP``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import psycopg
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.trial.unittest import TestCase
@@ -31,6 +41,32 @@ SECRET = "test-secret"
 TERMINAL = ("flow:completed", "flow:failed", "flow:cancelled")
 
 register_wire_types()
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/chaingraph")
+
+
+def _probe_postgres() -> str | None:
+    """None if DATABASE_URL answers, else the reason to skip the PostgreSQL variants."""
+    where = DATABASE_URL.rsplit("@", 1)[-1]
+    try:
+        with psycopg.connect(DATABASE_URL, connect_timeout=2, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return (f"PostgreSQL not reachable at {where} ({first}); set DATABASE_URL or start one with"
+                " scripts/services/services.sh up")
+    return None
+
+
+POSTGRES_SKIP = _probe_postgres()
+
+
+async def _pg_admin(statement: sql.Composable) -> None:
+    conn = await psycopg.AsyncConnection.connect(DATABASE_URL, autocommit=True)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
 
 
 # -- flow documents (canonical form) ----------------------------------------------------------------
@@ -122,6 +158,19 @@ class ApiTestCase(TestCase):
 
     timeout = 20
     auth_enabled = False
+    backend = "sqlite"  # or "postgres" (then also skip = POSTGRES_SKIP)
+
+    async def _postgres_database(self, data_dir: str) -> str:
+        """The DSN of this data dir's test database, created on first use (restarts reuse it)."""
+        dbs: dict[str, str] = self.__dict__.setdefault("_pg_databases", {})
+        if data_dir not in dbs:
+            name = f"chaingraph_test_{uuid.uuid4().hex[:12]}"
+            await _pg_admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            # registered before the gateway's stop, so (LIFO) it runs after the gateway has stopped
+            self.addCleanup(lambda: deferred_from(_pg_admin(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))))
+            dbs[data_dir] = make_conninfo(DATABASE_URL, dbname=name)
+        return dbs[data_dir]
 
     async def start_gateway(self, data_dir: str | None = None, **overrides: Any) -> GatewayHandle:
         data_dir = data_dir or self.mktemp()
@@ -129,6 +178,11 @@ class ApiTestCase(TestCase):
                                 "load_examples": False, "drain_seconds": 0.2, "instance_id": "gw-api-test"}
         if self.auth_enabled:
             base["auth_jwt_secret"] = SECRET
+        if self.backend == "postgres":
+            base["database_url"] = await self._postgres_database(data_dir)
+            base["database_pool_size"] = 5
+        elif self.backend != "sqlite":  # pragma: no cover
+            raise ValueError(f"unknown backend {self.backend!r}")
         base.update(overrides)
         settings = load_settings(env={}, overrides=base)
         root, gw = make_gateway_service(settings, with_backend=True)

@@ -8,6 +8,7 @@ import time
 from chaingraph_gw.api.auth import mint_token
 
 from .api_helpers import (
+    POSTGRES_SKIP,
     SECRET,
     ApiTestCase,
     RawClient,
@@ -378,3 +379,26 @@ class AuthDisabledTests(ApiTestCase):
         self.assertEqual((await details(someone, eid))["ownerId"], "dev:admin")
         self.assertEqual((await someone.mutation("flows.create", {"flow": text_log_flow()}))["ownerId"],
                          "dev:admin")
+
+
+# -- the same tests against the PostgreSQL store (local mode with DATABASE_URL) ---------------------
+
+
+class PgAnonymousTests(AnonymousTests):
+    backend = "postgres"
+    skip = POSTGRES_SKIP
+
+
+class PgTokenTransportTests(TokenTransportTests):
+    backend = "postgres"
+    skip = POSTGRES_SKIP
+
+
+class PgOwnershipTests(OwnershipTests):
+    backend = "postgres"
+    skip = POSTGRES_SKIP
+
+
+class PgAuthDisabledTests(AuthDisabledTests):
+    backend = "postgres"
+    skip = POSTGRES_SKIP

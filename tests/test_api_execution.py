@@ -16,6 +16,7 @@ from chaingraph_gw.api.wire_types import ExecutionEventImpl
 from chaingraph_gw.trpc.superjson import UNDEFINED, JSError
 
 from .api_helpers import (
+    POSTGRES_SKIP,
     TERMINAL,
     ApiTestCase,
     check_event_sequence,
@@ -965,3 +966,31 @@ class RestartRecoveryTests(ApiTestCase):
         self.assertEqual(statuses, {running: "failed", paused: "failed", idle: "created"})
         await c2.mutation("stop", {"executionId": idle})
         await wait_status(c2, idle, "stopped")
+
+
+# -- the same tests against the PostgreSQL store (local mode with DATABASE_URL) ---------------------
+
+
+class PgExecutionLifecycleTests(ExecutionLifecycleTests):
+    backend = "postgres"
+    skip = POSTGRES_SKIP
+
+
+class PgExecutionEventsTests(ExecutionEventsTests):
+    backend = "postgres"
+    skip = POSTGRES_SKIP
+
+
+class PgExecutionControlTests(ExecutionControlTests):
+    backend = "postgres"
+    skip = POSTGRES_SKIP
+
+
+class PgChildExecutionTests(ChildExecutionTests):
+    backend = "postgres"
+    skip = POSTGRES_SKIP
+
+
+class PgRestartRecoveryTests(RestartRecoveryTests):
+    backend = "postgres"
+    skip = POSTGRES_SKIP

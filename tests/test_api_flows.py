@@ -10,6 +10,7 @@ from typing import ClassVar
 import yaml
 
 from .api_helpers import (
+    POSTGRES_SKIP,
     ApiTestCase,
     collect_events,
     create_execution,
@@ -321,3 +322,21 @@ class NodesListTests(ApiTestCase):
         self.assertEqual(sleep_ports["actualDuration"]["direction"], "output")
         self.assertEqual({p["key"] for p in by_type["DebugLogNode"]["ports"]} >= {"message"}, True)
         self.assertEqual(by_type["TextNode"]["title"], "Text Node")
+
+
+# -- the same tests against the PostgreSQL store (local mode with DATABASE_URL) ---------------------
+
+
+class PgFlowCrudTests(FlowCrudTests):
+    backend = "postgres"
+    skip = POSTGRES_SKIP
+
+
+class PgFlowValidationTests(FlowValidationTests):
+    backend = "postgres"
+    skip = POSTGRES_SKIP
+
+
+class PgNodesListTests(NodesListTests):
+    backend = "postgres"
+    skip = POSTGRES_SKIP

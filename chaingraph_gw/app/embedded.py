@@ -1,7 +1,9 @@
 """The embedded default: one process with a SQLite store, in-memory fan-out and in-process workers.
 
 ``make run`` starts this. The stores, bus, queue and command bus sit behind the same
-interfaces the distributed backends implement.
+interfaces the distributed backends implement. With ``database_url`` set (local mode), the
+state lives in PostgreSQL (:class:`PostgresStore`) instead of SQLite; everything else stays
+in-process.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..flow import ids
 from ..flow.document import parse_flow_text
 from ..nodes.sdk import NodeRegistry, core_registry
 from ..services.memory_bus import LocalCommandBus, LocalTaskQueue, MemoryEventBus
+from ..services.postgres_store import PostgresStore
 from ..services.records import FlowRecord
 from ..services.sqlite_store import SQLiteStore
 from ..trpc.router import Router
@@ -45,9 +48,13 @@ class AppServices(Services):
 
 
 def build_services(settings: Settings, registry: NodeRegistry | None = None) -> AppServices:
-    data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(str(data_dir / "chaingraph.sqlite3"))
+    store: SQLiteStore | PostgresStore
+    if settings.database_url:
+        store = PostgresStore(settings.database_url, max_size=settings.database_pool_size)
+    else:
+        data_dir = Path(settings.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        store = SQLiteStore(str(data_dir / "chaingraph.sqlite3"))
     services = AppServices(
         flows=store.flows, executions=store.executions, events=store.events,
         bus=MemoryEventBus(), tasks=LocalTaskQueue(concurrency=settings.worker_concurrency),
@@ -83,19 +90,24 @@ class EmbeddedBackendService(BackendService):
 
     async def _start(self) -> None:
         s = self.services
-        await s.store.wait_ready()
+        if isinstance(s.store, PostgresStore):
+            await s.store.open()
+        else:
+            await s.store.wait_ready()
         recovered = await s.runner.recover_after_restart()
         if recovered:
             log.warn("{n} execution(s) were running when the process stopped; marked failed", n=recovered)
         if self.settings.load_examples:
             await load_examples(s)
         await s.tasks.consume(s.runner.handle_task)
-        log.info("embedded backend ready (data in {path})", path=self.settings.data_dir)
+        where = s.store.target if isinstance(s.store, PostgresStore) else self.settings.data_dir
+        log.info("embedded backend ready (data in {path})", path=where)
 
     def readiness_checks(self) -> dict[str, ReadinessCheck]:
         store = self.services.store
+        kind = "PostgreSQL" if isinstance(store, PostgresStore) else "SQLite"
         return {"store": readiness_probe(lambda: store.executions.get("readiness-probe"), 3,
-                                         "SQLite store unavailable")}
+                                         f"{kind} store unavailable")}
 
     async def _stop(self) -> None:
         s = self.services
