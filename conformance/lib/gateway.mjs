@@ -162,6 +162,10 @@ export async function startGateway(opts = {}) {
         PYTHONUNBUFFERED: '1',
         AUTH_ENABLED: 'false',
         CHAINGRAPH_DATA_DIR: dataDir,
+        // The embedded default keeps its own SQLite store unless a test asks for PostgreSQL
+        // (make test exports DATABASE_URL for the tests that need it; empty means unset).
+        DATABASE_URL: '',
+        EXECUTION_MODE: '',
         ...(opts.env ?? {}),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
