@@ -11,7 +11,7 @@
 //   default reconnect backoff.
 import { createTRPCClient, createWSClient, WebSocket, wsLink } from './deps.mjs';
 import { SuperJSON } from 'superjson';
-import { delay } from './gateway.mjs';
+import { closeClient } from './gateway.mjs';
 
 /** The event object the client rebuilds from an `ExecutionEventImpl` custom value. */
 export class ExecutionEvent {
@@ -140,16 +140,7 @@ export function makeChainGraphClient({ url, token, superjson = chaingraphSuperJS
     sockets,
     sent,
     received,
-    async close() {
-      await Promise.race([wsClient.close().catch(() => null), delay(1500)]);
-      for (const s of sockets) {
-        try {
-          s.terminate();
-        } catch {
-          /* ignore */
-        }
-      }
-    },
+    close: () => closeClient(wsClient, sockets),
   };
 }
 

@@ -11,7 +11,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 
 import { createTRPCClient, createWSClient, superjson, WebSocket, wsLink } from './deps.mjs';
-import { delay, RawSocket, REPO, sleep } from './gateway.mjs';
+import { closeClient, delay, openRawSocket, REPO, sleep } from './gateway.mjs';
 
 export const ENTRYPOINT = path.join(REPO, 'docker', 'entrypoint.sh');
 const VENV_BIN = path.join(REPO, '.venv', 'bin');
@@ -307,33 +307,12 @@ export function makeClientFrom({ url, localAddress, ...wsOptions }) {
     client,
     wsClient,
     sockets,
-    async close() {
-      await Promise.race([wsClient.close().catch(() => null), delay(1500)]);
-      for (const s of sockets) {
-        try {
-          s.terminate();
-        } catch {
-          /* ignore */
-        }
-      }
-    },
+    close: () => closeClient(wsClient, sockets),
   };
 }
 
 /** A raw WebSocket (see RawSocket in gateway.mjs) from `localAddress`. */
 export async function openRawFrom(url, localAddress, { timeoutMs = 5000 } = {}) {
   const ws = new WebSocket(url, [], localAddress ? { localAddress } : {});
-  const raw = new RawSocket(ws);
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`raw ws open timeout ${url} from ${localAddress}`)), timeoutMs);
-    ws.once('open', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    ws.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
-  return raw;
+  return openRawSocket(ws, `raw ws open timeout ${url} from ${localAddress}`, timeoutMs);
 }

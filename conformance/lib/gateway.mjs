@@ -282,16 +282,7 @@ export function makeClient({
     sent,
     received,
     sockets,
-    async close() {
-      await Promise.race([wsClient.close().catch(() => null), delay(1500)]);
-      for (const s of sockets) {
-        try {
-          s.terminate();
-        } catch {
-          /* ignore */
-        }
-      }
-    },
+    close: () => closeClient(wsClient, sockets),
   };
 }
 
@@ -301,10 +292,32 @@ export function makeClient({
  */
 export async function openRaw(url, { query = '', timeoutMs = 5000 } = {}) {
   const full = query ? `${url}${url.includes('?') ? '&' : '?'}${query.replace(/^\?/, '')}` : url;
-  const ws = new WebSocket(full);
+  return openRawSocket(new WebSocket(full), `raw ws open timeout ${full}`, timeoutMs);
+}
+
+/**
+ * Closes an official client's wsClient (at most 1.5 s) and terminates every socket it opened.
+ * @returns {Promise<void>}
+ */
+export async function closeClient(wsClient, sockets) {
+  await Promise.race([wsClient.close().catch(() => null), delay(1500)]);
+  for (const s of sockets) {
+    try {
+      s.terminate();
+    } catch {
+      /* ignore */
+    }
+  }
+}
+
+/**
+ * Wraps `ws` in a RawSocket once it is open; rejects with `timeoutMessage` after `timeoutMs`.
+ * @returns {Promise<RawSocket>}
+ */
+export async function openRawSocket(ws, timeoutMessage, timeoutMs = 5000) {
   const raw = new RawSocket(ws);
   await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`raw ws open timeout ${full}`)), timeoutMs);
+    const timer = setTimeout(() => reject(new Error(timeoutMessage)), timeoutMs);
     ws.once('open', () => {
       clearTimeout(timer);
       resolve();

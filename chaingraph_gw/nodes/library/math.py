@@ -87,40 +87,46 @@ class MathNode(NodeType):
         ctx.values["result"] = num_out(float(result))
 
 
+class _LogicNode(NodeType):
+    """Shared body of AndNode / OrNode: result = _combine(inputX, inputY) with JS operator semantics."""
+
+    category = "math"
+    ports = (
+        boolean("inputX", default=False, title="X"),
+        boolean("inputY", default=False, title="Y"),
+        boolean("result", direction="output", default=False, title="Result"),
+    )
+
+    @staticmethod
+    def _combine(x: object, y: object) -> object:
+        raise NotImplementedError
+
+    async def execute(self, ctx: NodeContext) -> None:
+        ctx.values["result"] = self._combine(get(ctx, "inputX"), get(ctx, "inputY"))
+
+
 @register
-class AndNode(NodeType):
+class AndNode(_LogicNode):
     type_name = "AndNode"
     title = "And"
-    category = "math"
     description = "Logical AND of two booleans"
     tags = ("logic", "boolean", "and")
-    ports = (
-        boolean("inputX", default=False, title="X"),
-        boolean("inputY", default=False, title="Y"),
-        boolean("result", direction="output", default=False, title="Result"),
-    )
 
-    async def execute(self, ctx: NodeContext) -> None:
-        x, y = get(ctx, "inputX"), get(ctx, "inputY")
-        ctx.values["result"] = y if js_truthy(x) else x  # JS &&
+    @staticmethod
+    def _combine(x: object, y: object) -> object:
+        return y if js_truthy(x) else x  # JS &&
 
 
 @register
-class OrNode(NodeType):
+class OrNode(_LogicNode):
     type_name = "OrNode"
     title = "Or"
-    category = "math"
     description = "Logical OR of two booleans"
     tags = ("logic", "boolean", "or")
-    ports = (
-        boolean("inputX", default=False, title="X"),
-        boolean("inputY", default=False, title="Y"),
-        boolean("result", direction="output", default=False, title="Result"),
-    )
 
-    async def execute(self, ctx: NodeContext) -> None:
-        x, y = get(ctx, "inputX"), get(ctx, "inputY")
-        ctx.values["result"] = x if js_truthy(x) else y  # JS ||
+    @staticmethod
+    def _combine(x: object, y: object) -> object:
+        return x if js_truthy(x) else y  # JS ||
 
 
 @register

@@ -67,42 +67,39 @@ class ObjectValuesNode(NodeType):
         ctx.values["values"] = deep(list(o.values())) if isinstance(o, dict) else []
 
 
+class _ArrayEndNode(NodeType):
+    """Shared body of ArrayFirstNode / ArrayLastNode: the element at `_index` (0 or -1)."""
+
+    _index = 0
+    category = "transforms"
+    ports = (
+        _arr_port(),
+        any_port("element", direction="output", default=None, title="Element"),
+        boolean("isEmpty", direction="output", default=True, title="Is Empty"),
+    )
+
+    async def execute(self, ctx: NodeContext) -> None:
+        a = _arr(get(ctx, "array"))
+        ctx.values["element"] = deep(a[self._index]) if a else None
+        ctx.values["isEmpty"] = not a
+
+
 @register
-class ArrayFirstNode(NodeType):
+class ArrayFirstNode(_ArrayEndNode):
     type_name = "ArrayFirstNode"
     title = "Array First"
-    category = "transforms"
     description = "The first element of an array"
     tags = ("array", "first", "head")
-    ports = (
-        _arr_port(),
-        any_port("element", direction="output", default=None, title="Element"),
-        boolean("isEmpty", direction="output", default=True, title="Is Empty"),
-    )
-
-    async def execute(self, ctx: NodeContext) -> None:
-        a = _arr(get(ctx, "array"))
-        ctx.values["element"] = deep(a[0]) if a else None
-        ctx.values["isEmpty"] = not a
+    _index = 0
 
 
 @register
-class ArrayLastNode(NodeType):
+class ArrayLastNode(_ArrayEndNode):
     type_name = "ArrayLastNode"
     title = "Array Last"
-    category = "transforms"
     description = "The last element of an array"
     tags = ("array", "last", "tail")
-    ports = (
-        _arr_port(),
-        any_port("element", direction="output", default=None, title="Element"),
-        boolean("isEmpty", direction="output", default=True, title="Is Empty"),
-    )
-
-    async def execute(self, ctx: NodeContext) -> None:
-        a = _arr(get(ctx, "array"))
-        ctx.values["element"] = deep(a[-1]) if a else None
-        ctx.values["isEmpty"] = not a
+    _index = -1
 
 
 @register
