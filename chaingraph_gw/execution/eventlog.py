@@ -42,6 +42,9 @@ class EventWriter:
         self.publish_in_background = False
         self._background: set[asyncio.Future[None]] = set()
         self.superseded = False
+        # Work that must finish before further events are stored (e.g. the row turning `paused`
+        # before `flow:paused` is visible, so a client reacting to it reads the new status).
+        self._barriers: list[asyncio.Future[Any]] = []
 
     def emit(self, type_: str, data: Any) -> StoredEvent:
         event = StoredEvent(self.execution_id, self.next_index, type_, datetime.now(UTC), data)
@@ -58,6 +61,9 @@ class EventWriter:
     async def _flush_loop(self) -> None:
         try:
             while self._pending:
+                if self._barriers:
+                    barriers, self._barriers = self._barriers, []
+                    await asyncio.wait(barriers)
                 batch, self._pending = self._pending, []
                 try:
                     await self.event_log.append_many(batch)
@@ -100,6 +106,10 @@ class EventWriter:
         except Exception as exc:  # noqa: BLE001 - stored already: readers recover from the log
             log.warn("live publish failed for {eid}: {err!r} (events are stored; readers "
                      "catch up from the log)", eid=self.execution_id, err=exc)
+
+    def add_barrier(self, fut: asyncio.Future[Any]) -> None:
+        """Events emitted from now on are stored only after ``fut`` is done."""
+        self._barriers.append(fut)
 
     async def release_terminal(self) -> None:
         if self.held is not None:

@@ -300,12 +300,13 @@ class ExecutionRunner:
         status_updates = _StatusFollower(self.s.executions, rec.id)
 
         def emit(type_: str, data: Any) -> None:
-            writer.emit(type_, data)
-            # The engine pauses itself on breakpoints: keep the row in step so `resume` is accepted.
+            # The engine pauses itself on breakpoints: keep the row in step so `resume` is accepted,
+            # and store the event only once the row says so.
             if type_ == "flow:paused":
-                status_updates.set("paused", {"running"})
+                writer.add_barrier(status_updates.set("paused", {"running"}))
             elif type_ == "flow:resumed":
-                status_updates.set("running", {"paused"})
+                writer.add_barrier(status_updates.set("running", {"paused"}))
+            writer.emit(type_, data)
 
         engine = ExecutionEngine(
             flow,
@@ -401,7 +402,7 @@ class _StatusFollower:
         self.execution_id = execution_id
         self._chain: asyncio.Future[Any] | None = None
 
-    def set(self, status: str, expected: set[str]) -> None:
+    def set(self, status: str, expected: set[str]) -> asyncio.Future[Any]:
         previous = self._chain
 
         async def apply() -> None:
@@ -413,6 +414,7 @@ class _StatusFollower:
                 log.failure("status update for {eid} failed", eid=self.execution_id)
 
         self._chain = asyncio.ensure_future(apply())
+        return self._chain
 
     async def wait(self) -> None:
         if self._chain is not None:
