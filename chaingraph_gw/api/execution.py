@@ -308,7 +308,10 @@ async def follow_events(
                 if sub.overflowed:
                     break  # resubscribe and re-read from the log
                 try:
-                    if seen_terminal:
+                    queued = sub.drain(1)
+                    if queued:
+                        first = queued[0]  # events are flowing: no timer on the hot path
+                    elif seen_terminal:
                         first = await sub.get()
                     else:
                         first = await asyncio.wait_for(sub.get(), LOG_RECHECK_SECONDS)

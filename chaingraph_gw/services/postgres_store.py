@@ -103,6 +103,7 @@ from .records import (
     from_ms,
     to_utc_ms,
 )
+from .store_common import StoreFacade, resolve_futures
 
 __all__ = ["PostgresEventLog", "PostgresExecutionStore", "PostgresFlowStore", "PostgresStore"]
 
@@ -594,37 +595,18 @@ class PostgresStore:
                         outcomes.append(DuplicateEvent(ex_id, idx))
             except asyncio.CancelledError:
                 err = StoreUnavailable(f"store {self.target}: the append writer was cancelled")
-                _resolve([(fut, err) for _row, fut in batch + self._pending])
+                resolve_futures([(fut, err) for _row, fut in batch + self._pending])
                 self._pending.clear()
                 raise
             except Exception as e:
                 outcomes = [e] * len(batch)
-            _resolve([(fut, out) for (_row, fut), out in zip(batch, outcomes, strict=True)])
+            resolve_futures([(fut, out) for (_row, fut), out in zip(batch, outcomes, strict=True)])
 
 
 def _event_columns(rows: list[_EventRow]) -> tuple[list[Any], ...]:
     return tuple(list(col) for col in zip(*rows, strict=True))
 
 
-def _resolve(items: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
-    for fut, outcome in items:
-        if fut.done():  # the caller was cancelled; the write happened (or not) anyway
-            continue
-        if outcome is None:
-            fut.set_result(None)
-        else:
-            fut.set_exception(outcome)
-
-
-class _Facade:
-    __slots__ = ("store",)
-
-    def __init__(self, store: PostgresStore) -> None:
-        self.store = store
-
-    async def close(self) -> None:
-        """Close the shared :class:`PostgresStore`."""
-        await self.store.close()
 
 
 # ================================================================================================
@@ -633,7 +615,7 @@ class _Facade:
 
 
 @implementer(IFlowStore)
-class PostgresFlowStore(_Facade):
+class PostgresFlowStore(StoreFacade):
     """:class:`IFlowStore` over a :class:`PostgresStore` (use ``store.flows``)."""
 
     __slots__ = ()
@@ -747,7 +729,7 @@ class PostgresFlowStore(_Facade):
 
 
 @implementer(IExecutionStore)
-class PostgresExecutionStore(_Facade):
+class PostgresExecutionStore(StoreFacade):
     """:class:`IExecutionStore` over a :class:`PostgresStore` (use ``store.executions``).
 
     Lease times come from the store's clock (default: the database server's).
@@ -888,7 +870,7 @@ class PostgresExecutionStore(_Facade):
 
 
 @implementer(IEventLog)
-class PostgresEventLog(_Facade):
+class PostgresEventLog(StoreFacade):
     """:class:`IEventLog` over a :class:`PostgresStore` (use ``store.events``).
 
     ``append`` is group-committed (see the module docstring); ``append_many`` is one

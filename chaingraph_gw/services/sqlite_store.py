@@ -69,6 +69,7 @@ from .records import (
     from_ms,
     to_ms,
 )
+from .store_common import StoreFacade, resolve_futures
 
 __all__ = ["SCHEMA_VERSION", "SQLiteEventLog", "SQLiteExecutionStore", "SQLiteFlowStore", "SQLiteStore"]
 
@@ -519,30 +520,11 @@ class SQLiteStore:
             by_loop.setdefault(loop, []).append((fut, outcome))
         for loop, items in by_loop.items():
             try:
-                loop.call_soon_threadsafe(_resolve_all, items)
+                loop.call_soon_threadsafe(resolve_futures, items)
             except RuntimeError:  # that loop is closed: nobody is waiting any more
                 pass
 
 
-def _resolve_all(items: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
-    for fut, outcome in items:
-        if fut.done():  # the caller was cancelled; the write happened anyway
-            continue
-        if outcome is None:
-            fut.set_result(None)
-        else:
-            fut.set_exception(outcome)
-
-
-class _Facade:
-    __slots__ = ("store",)
-
-    def __init__(self, store: SQLiteStore) -> None:
-        self.store = store
-
-    async def close(self) -> None:
-        """Close the shared :class:`SQLiteStore`."""
-        await self.store.close()
 
 
 # ================================================================================================
@@ -551,7 +533,7 @@ class _Facade:
 
 
 @implementer(IFlowStore)
-class SQLiteFlowStore(_Facade):
+class SQLiteFlowStore(StoreFacade):
     """:class:`IFlowStore` over a :class:`SQLiteStore` (use ``store.flows``)."""
 
     __slots__ = ()
@@ -667,7 +649,7 @@ class SQLiteFlowStore(_Facade):
 
 
 @implementer(IExecutionStore)
-class SQLiteExecutionStore(_Facade):
+class SQLiteExecutionStore(StoreFacade):
     """:class:`IExecutionStore` over a :class:`SQLiteStore` (use ``store.executions``).
 
     Lease times come from the store's clock, read on the worker thread right before the write.
@@ -832,7 +814,7 @@ class SQLiteExecutionStore(_Facade):
 
 
 @implementer(IEventLog)
-class SQLiteEventLog(_Facade):
+class SQLiteEventLog(StoreFacade):
     """:class:`IEventLog` over a :class:`SQLiteStore` (use ``store.events``).
 
     ``append`` is group-committed (see the module docstring); ``append_many`` is one
